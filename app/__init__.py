@@ -1,0 +1,1 @@
+"""boxal's REST service: projects, images, the box pool, leased queries, labels and rounds."""

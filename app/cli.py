@@ -1,0 +1,291 @@
+"""The ``boxal`` command: serve, worker, wait, db, and (via oracle/) simulate."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from app.settings import Settings, get_settings
+
+cli = typer.Typer(help="boxal: box-level active learning for object detection", no_args_is_help=True)
+db_cli = typer.Typer(help="database schema (Alembic migrations)", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+token_cli = typer.Typer(help="bearer tokens: admin, or annotator scoped to projects", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _upgrade(settings: Settings, revision: str = "head") -> None:
+    from app.db import make_engine
+    from app.migrate import upgrade
+
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine, revision)
+    engine.dispose()
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    settings = _settings()
+    _upgrade(settings, revision)
+    typer.echo(f"database at {revision}: {_redact(settings.sqlalchemy_url)}")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")]) -> None:
+    """Revert migrations down to REVISION."""
+    from app.db import make_engine
+    from app.migrate import downgrade
+
+    engine = make_engine(_settings().sqlalchemy_url)
+    downgrade(engine, revision)
+    engine.dispose()
+    typer.echo(f"database at {revision}")
+
+
+def worker_command(settings: Settings, name: str = "boxal@%h") -> list[str]:
+    """The Celery worker command line that both `boxal worker` and the embedded mode run."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-Q",
+        "boxal",
+        "-n",
+        name,
+        "--loglevel",
+        settings.log_level.upper(),
+        "-c",
+        str(settings.worker_concurrency),
+    ]
+    if settings.is_embedded_broker:  # the filesystem transport has no broadcast
+        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return command
+
+
+def _worker_installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "torchvision"))
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default BOXAL_HOST, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default BOXAL_PORT, 8000)")] = None,
+    migrate: Annotated[bool, typer.Option(help="apply migrations first")] = True,
+    worker: Annotated[bool, typer.Option(help="start a worker process beside the API")] = True,
+) -> None:
+    """Run the API and a worker beside it (embedded default: SQLite, artifacts and a serverless task
+    queue under ./boxal-data)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if migrate:
+        _upgrade(settings)
+    typer.echo(f"admin token: {_ensure_admin(settings)}")
+    process = None
+    if worker and _worker_installed():
+        process = subprocess.Popen(worker_command(settings, "boxal-embedded@%h"))
+        typer.echo(f"worker started (pid {process.pid})")
+    elif worker:
+        typer.echo(
+            "no worker started: the detection engine is not installed (pip install 'boxal[worker]'); "
+            "rounds wait until a worker (boxal worker) picks them up",
+            err=True,
+        )
+    host, port = host or settings.host, port or settings.port
+    typer.echo(
+        f"boxal serving on http://{host}:{port}  (data: {settings.resolved_data_dir}, "
+        f"database: {_redact(settings.sqlalchemy_url)}, {settings.api_workers} API process(es))"
+    )
+    try:
+        if settings.api_workers > 1:  # each process builds the app from the same environment
+            uvicorn.run(
+                "app.main:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=settings.api_workers,
+                log_level=settings.log_level,
+            )
+        else:
+            uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@cli.command("worker")
+def run_worker(name: Annotated[str, typer.Option(help="Celery node name")] = "boxal@%h") -> None:
+    """Run a worker that trains, scores and evaluates rounds (production: BOXAL_BROKER_URL=redis://...)."""
+    settings = _settings()
+    if not _worker_installed():
+        typer.echo("the detection engine is not installed: pip install 'boxal[worker]'", err=True)
+        raise typer.Exit(2)
+    command = worker_command(settings, name)
+    os.execv(command[0], command)
+
+
+@cli.command()
+def wait(
+    job_id: Annotated[str, typer.Argument(help="the job to follow")],
+    url: Annotated[str, typer.Option(help="the boxal server")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option(envvar="BOXAL_TOKEN", help="bearer token")] = None,
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 24 * 3600,
+) -> None:
+    """Follow a job with a progress bar until it succeeds (exit 0) or fails (exit 1)."""
+    from app.progress import follow_job
+
+    state = follow_job(url, job_id, token=token, timeout=timeout)
+    raise typer.Exit(0 if state == "succeeded" else 1)
+
+
+@cli.command()
+def simulate(
+    preset: Annotated[str, typer.Option(help="a preset: see boxal simulate --help")] = "smoke",
+    url: Annotated[
+        str | None, typer.Option(help="a running boxal server; default: start an embedded one")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="experiment directory (default: experiments/<preset>)")
+    ] = None,
+    seed: Annotated[
+        list[int] | None, typer.Option(help="seeds to run (repeatable); default: the preset's")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="data set location (VOC/COCO presets, or a digits folder)")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(help="active-learning rounds per arm; default: the preset's")
+    ] = None,
+    token: Annotated[str | None, typer.Option(envvar="BOXAL_TOKEN", help="bearer token for --url")] = None,
+) -> None:
+    """Reproduce the paper's box vs image query experiment with a simulated oracle, over the REST API."""
+    from pathlib import Path
+
+    from oracle.cli import simulate as run
+
+    try:
+        run(
+            preset,
+            url=url,
+            out=Path(out or f"experiments/{preset}"),
+            seeds=seed,
+            data=Path(data) if data else None,
+            token=token,
+            rounds=rounds,
+        )
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+def _ensure_admin(settings: Settings) -> str:
+    from app.auth.service import ensure_admin_token
+    from app.db import Database
+
+    db = Database(settings.sqlalchemy_url)
+    try:
+        with db.transaction() as session:
+            return ensure_admin_token(session, settings)
+    finally:
+        db.dispose()
+
+
+@token_cli.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="who holds it (annotator tokens record answers under it)")],
+    role: Annotated[str, typer.Option(help="admin or annotator")] = "annotator",
+    project: Annotated[
+        list[int] | None, typer.Option(help="a project an annotator token may work in")
+    ] = None,
+) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from app.auth.service import create_token
+    from app.db import Database
+    from app.errors import DomainError
+
+    db = Database(_settings().sqlalchemy_url)
+    try:
+        with db.transaction() as session:
+            row, plain = create_token(session, name, role, project or [])
+            typer.echo(f"token {row.id} ({row.role}, {row.name}): {plain}")
+            typer.echo("store it now: it cannot be shown again", err=True)
+    except DomainError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+
+
+@token_cli.command("list")
+def token_list() -> None:
+    """List tokens (id, prefix, role, projects, state); never the tokens themselves."""
+    from app.auth.service import list_tokens
+    from app.db import Database
+
+    db = Database(_settings().sqlalchemy_url)
+    try:
+        with db.transaction(write=False) as session:
+            for row in list_tokens(session):
+                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+                scope = ",".join(str(p) for p in row.projects) or "all"
+                typer.echo(f"{row.id}\t{row.prefix}...\t{row.role}\t{row.name}\tprojects:{scope}\t{state}")
+    finally:
+        db.dispose()
+
+
+@token_cli.command("revoke")
+def token_revoke(key: Annotated[str, typer.Argument(help="token id, or the prefix shown by list")]) -> None:
+    """Revoke a token: it is refused from the next request on."""
+    from app.auth.service import revoke_token
+    from app.db import Database
+    from app.errors import DomainError
+
+    db = Database(_settings().sqlalchemy_url)
+    try:
+        with db.transaction() as session:
+            row = revoke_token(session, key)
+            typer.echo(f"revoked token {row.id} ({row.name})")
+    except DomainError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

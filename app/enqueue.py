@@ -1,0 +1,104 @@
+"""Background work is sent to Celery by task name; the API never imports the worker or torch."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from app.errors import Unavailable
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK_RUN_ROUND = "boxal.round.run"
+QUEUE = "boxal"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings shared by the API's client and the worker (one source for both)."""
+    config: dict[str, Any] = {
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_default_queue": QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.broker_timeout_s,
+    }
+    if settings.is_embedded_broker:
+        folder = settings.broker_dir
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        config["broker_url"] = "filesystem://"
+        config["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),  # kombu's default is ./control in the cwd
+            "store_processed": False,
+            "polling_interval": 0.1,  # seconds between looks at the queue folder (kombu's default: 1)
+        }
+        # the filesystem transport has no broadcast: no remote control, no events
+        config["worker_enable_remote_control"] = False
+    else:
+        config["broker_url"] = settings.broker_url
+        config["broker_transport_options"] = {
+            "socket_connect_timeout": settings.broker_timeout_s,
+            "socket_timeout": max(settings.broker_timeout_s, 5.0),
+            # training can take hours: redelivery of a lost task is done by the job reaper, not by this
+            "visibility_timeout": 24 * 3600,
+        }
+    return config
+
+
+def make_celery(settings: Settings, name: str = "boxal") -> Celery:
+    app = Celery(name, set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+class Enqueuer:
+    """Sends tasks by name. Call only after the transaction that recorded the job has committed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._celery: Celery | None = None
+
+    @property
+    def celery(self) -> Celery:
+        if self._celery is None:
+            self._celery = make_celery(self.settings, name="boxal-client")
+        return self._celery
+
+    def send(self, task: str, args: list[Any]) -> None:
+        try:
+            self.celery.send_task(
+                task,
+                args=args,
+                queue=QUEUE,
+                retry=True,
+                retry_policy={
+                    "max_retries": 2,
+                    "interval_start": 0.2,
+                    "interval_step": 0.5,
+                    "interval_max": 1,
+                },
+            )
+        except Exception as exc:  # kombu raises many types for an unreachable broker
+            log.warning("enqueue %s failed: %s", task, exc)
+            raise Unavailable(
+                f"the task broker is unavailable ({type(exc).__name__}); try again later"
+            ) from exc
+
+    def ping(self) -> bool:
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self.settings.broker_timeout_s)
+            return True
+        except Exception:
+            return False

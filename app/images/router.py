@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from app.auth.deps import Admin, InProject, current_principal
+from app.deps import Paging, ReadSession, SettingsDep, WriteSession
+from app.errors import Invalid, NotFound, TooLarge
+from app.images import service, storage
+from app.images.schemas import ImageDetail, ImagePublic, ImagesIn, ImagesOut
+from app.projects.service import get_project
+from app.schemas import ERRORS, ImageId, Page, ProjectId
+from app.validation import describe_validation_error
+
+router = APIRouter(
+    prefix="/v1/projects/{project_id}/images",
+    tags=["images"],
+    responses=ERRORS,
+    dependencies=[Depends(current_principal)],
+)
+
+_MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "split": {"type": "string", "enum": ["pool", "test"], "default": "pool"},
+        "external_id": {"type": "string", "description": "only with a single file; default: the file stem"},
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImagesOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ImagesIn"}},
+                "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+            },
+        }
+    },
+)
+async def register_images(
+    project_id: ProjectId, request: Request, session: WriteSession, settings: SettingsDep, _: Admin
+) -> ImagesOut:
+    """Register server-side files (JSON) or upload image files (multipart)."""
+    content_type = request.headers.get("content-type", "")
+    project = get_project(session, project_id)
+    if content_type.startswith("multipart/form-data"):
+        new_images = await _read_uploads(request, project_id, settings)
+    else:
+        try:
+            body = ImagesIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise Invalid(describe_validation_error(exc, prefix="body")) from exc
+        new_images = service.prepare(body.images, settings)
+    try:
+        rows = service.register(session, project, new_images)
+        session.commit()
+    except BaseException:
+        _remove_uploads(new_images, settings)
+        raise
+    return ImagesOut(images=[service.to_public(row) for row in rows])
+
+
+async def _read_uploads(request: Request, project_id: ProjectId, settings: Any) -> list[service.NewImage]:
+    form = await request.form(max_files=1000, max_fields=100)
+    files = [value for key, value in form.multi_items() if key == "files" and isinstance(value, UploadFile)]
+    if not files:
+        raise Invalid("files: a multipart upload needs at least one part named 'files'")
+    split = str(form.get("split") or "pool")
+    if split not in ("pool", "test"):
+        raise Invalid(f"split: must be 'pool' or 'test', got {split!r}")
+    external_id = form.get("external_id")
+    if external_id is not None and len(files) != 1:
+        raise Invalid("external_id: only allowed when uploading a single file")
+    prepared: list[service.NewImage] = []
+    try:
+        for i, upload in enumerate(files):
+            size = upload.size or 0
+            if size > settings.max_upload_bytes:
+                raise TooLarge(
+                    f"files[{i}] ({upload.filename}): {size} bytes is over the upload limit of "
+                    f"{settings.max_upload_bytes} bytes"
+                )
+            data = await upload.read()
+            tmp = storage.upload_path(settings, project_id, "")
+            tmp.write_bytes(data)
+            try:
+                width, height, fmt = storage.read_image_size(tmp, settings, what=f"files[{i}]")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            final = tmp.with_suffix(storage.UPLOAD_SUFFIXES.get(fmt, ".img"))
+            tmp.rename(final)
+            stem = Path(upload.filename or final.name).stem or final.stem
+            prepared.append(service.NewImage(final, split, str(external_id or stem)[:255], width, height))
+    except BaseException:
+        _remove_uploads(prepared, settings)
+        raise
+    finally:
+        await form.close()
+    return prepared
+
+
+def _remove_uploads(images: list[service.NewImage], settings: Any) -> None:
+    for image in images:
+        if image.path.is_relative_to(settings.uploads_dir.resolve()):
+            image.path.unlink(missing_ok=True)
+
+
+@router.get("", response_model=Page[ImagePublic])
+def list_images(
+    project_id: ProjectId,
+    session: ReadSession,
+    page: Paging,
+    _: InProject,
+    split: Annotated[str | None, Query(pattern="^(pool|test)$")] = None,
+) -> Page[ImagePublic]:
+    get_project(session, project_id)
+    rows = service.list_images(session, project_id, split=split, limit=page.limit, cursor=page.cursor)
+    next_cursor = rows[-1].id if len(rows) == page.limit else None
+    return Page[ImagePublic](items=[service.to_public(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get("/{image_id}", response_model=ImageDetail)
+def get_image(project_id: ProjectId, image_id: ImageId, session: ReadSession, _: InProject) -> ImageDetail:
+    project = get_project(session, project_id)
+    return service.detail(session, project, service.get_image(session, project_id, image_id))
+
+
+@router.get(
+    "/{image_id}/content",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/*": {}}, "description": "the image file's bytes"}},
+)
+def image_content(
+    project_id: ProjectId, image_id: ImageId, session: ReadSession, _: InProject
+) -> FileResponse:
+    image = service.get_image(session, project_id, image_id)
+    path = Path(image.path)
+    if not path.is_file():
+        raise NotFound(f"image {image_id}'s file is no longer on disk ({image.file_name})")
+    return FileResponse(path, filename=image.file_name)

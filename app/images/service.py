@@ -1,0 +1,139 @@
+"""Registering pool and test images (server-side files or uploads) and reading them back."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, Invalid, NotFound
+from app.images import storage
+from app.images.schemas import BoxPublic, ImageDetail, ImageIn, ImagePublic
+from app.models import Box, Image, Project
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class NewImage:
+    path: Path
+    split: str
+    external_id: str
+    width: int
+    height: int
+
+
+def seed_informativeness(project: Project, external_id: str) -> float:
+    """Round 0 has no model: image queries are served in a seeded random order (the random strategy)."""
+    return random.Random(f"{project.settings.get('seed', 0)}:{external_id}").random()
+
+
+def prepare(items: list[ImageIn], settings: Settings) -> list[NewImage]:
+    """Check every item before anything is written, so one bad item rejects the whole request."""
+    prepared = []
+    for i, item in enumerate(items):
+        where = f"images[{i}].uri"
+        path = storage.resolve_under_roots(item.uri, settings, what=where)
+        if not path.is_file():
+            raise Invalid(f"{where}: {path} is not a file")
+        if item.width is None or item.height is None:
+            width, height, _ = storage.read_image_size(path, settings, what=where)
+        else:
+            width, height = item.width, item.height
+        prepared.append(NewImage(path, item.split, item.external_id or path.stem, width, height))
+    return prepared
+
+
+def register(session: Session, project: Project, images: list[NewImage]) -> list[Image]:
+    ids = [image.external_id for image in images]
+    repeated = sorted({x for x in ids if ids.count(x) > 1})
+    if repeated:
+        raise Invalid(f"external_id repeated in the request: {repeated[:10]}")
+    taken = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        stmt = select(Image.external_id).where(Image.project_id == project.id, Image.external_id.in_(chunk))
+        taken.update(session.scalars(stmt))
+    if taken:
+        raise Conflict(f"images already registered with external_id {sorted(taken)[:10]}")
+    rows = [
+        Image(
+            project_id=project.id,
+            split=image.split,
+            external_id=image.external_id,
+            file_name=image.path.name,
+            path=str(image.path),
+            width=image.width,
+            height=image.height,
+            informativeness=seed_informativeness(project, image.external_id)
+            if image.split == "pool"
+            else None,
+        )
+        for image in images
+    ]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def get_image(session: Session, project_id: int, image_id: int) -> Image:
+    image = session.get(Image, image_id)
+    if image is None or image.project_id != project_id:
+        raise NotFound(f"image {image_id} does not exist in project {project_id}")
+    return image
+
+
+def content_url(project_id: int, image_id: int) -> str:
+    return f"/v1/projects/{project_id}/images/{image_id}/content"
+
+
+def to_public(image: Image) -> ImagePublic:
+    return ImagePublic(
+        id=image.id,
+        external_id=image.external_id,
+        file_name=image.file_name,
+        split=image.split,
+        width=image.width,
+        height=image.height,
+        url=content_url(image.project_id, image.id),
+        fully_labeled=image.fully_labeled,
+        informativeness=image.informativeness,
+        created_at=image.created_at,
+    )
+
+
+def box_public(box: Box, classes: list[str]) -> BoxPublic:
+    return BoxPublic(
+        id=box.id,
+        bbox=box.bbox,
+        label=classes[box.label],
+        source=box.source,
+        status=box.status,
+        score=box.score,
+        probs=box.probs,
+        informativeness=box.informativeness,
+        model_version=box.model_version,
+        predicted=box.predicted,
+        round_queried=box.round_queried,
+        round_answered=box.round_answered,
+    )
+
+
+def detail(session: Session, project: Project, image: Image) -> ImageDetail:
+    boxes = session.scalars(select(Box).where(Box.image_id == image.id).order_by(Box.id))
+    return ImageDetail(
+        **to_public(image).model_dump(), boxes=[box_public(box, project.classes) for box in boxes]
+    )
+
+
+def list_images(
+    session: Session, project_id: int, *, split: str | None, limit: int, cursor: int | None
+) -> list[Image]:
+    stmt = select(Image).where(Image.project_id == project_id).order_by(Image.id).limit(limit)
+    if split:
+        stmt = stmt.where(Image.split == split)
+    if cursor is not None:
+        stmt = stmt.where(Image.id > cursor)
+    return list(session.scalars(stmt))

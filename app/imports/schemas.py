@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.schemas import Strict
+
+
+class CocoImport(Strict):
+    format: Literal["coco"]
+    kind: Literal["annotations", "predictions"] = Field(
+        "annotations",
+        description="annotations: ground truth (pool images become fully labeled, test images get their "
+        "evaluation truth); predictions: results with score that enter the pool as unlabeled boxes",
+    )
+    data: dict[str, Any] = Field(description="a COCO dict: images, categories, annotations")
+    model_version: str | None = Field(None, max_length=64, description="names the model behind predictions")
+
+
+class VocImport(Strict):
+    format: Literal["voc"]
+    path: str = Field(
+        max_length=4096, description="a VOC directory (Annotations/, JPEGImages/) under an image root"
+    )
+    image_set: str | None = Field(
+        None, max_length=100, pattern=r"^[\w.-]+$", description="read ImageSets/Main/<image_set>.txt only"
+    )
+    ids: list[str] | None = Field(None, description="only these file stems")
+    register_split: Literal["pool", "test"] | None = Field(
+        None, description="also register the directory's images that are not registered yet, in this split"
+    )
+
+
+ImportIn = Annotated[CocoImport | VocImport, Field(discriminator="format")]
+
+
+class SkippedItem(BaseModel):
+    item: str
+    reason: str
+
+
+class ImportReport(BaseModel):
+    format: str
+    kind: str
+    images_matched: int = 0
+    images_registered: int = 0
+    images_labeled: int = Field(0, description="pool images that joined the labeled set L_I")
+    test_images: int = Field(0, description="test images that received evaluation ground truth")
+    boxes_imported: int = 0
+    boxes_clipped: int = Field(0, description="boxes partly outside their image, clipped to it")
+    skipped_count: int = 0
+    skipped_by_reason: dict[str, int] = Field(default_factory=dict)
+    skipped: list[SkippedItem] = Field(default_factory=list, description="the first 100 skipped items")

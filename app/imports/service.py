@@ -1,0 +1,329 @@
+"""Imports: COCO instances/results and Pascal VOC directories, matched to registered images.
+
+Defects (zero-size boxes, unknown classes, unregistered images) are skipped and reported; broken
+structure (dangling references, unreadable files) rejects the whole import with 422.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from app.errors import Invalid, TooLarge
+from app.formats import FormatError, coco, voc
+from app.formats.geometry import box_defect, clip_box
+from app.images import service as images_service
+from app.images.storage import resolve_under_roots
+from app.imports.schemas import CocoImport, ImportReport, SkippedItem, VocImport
+from app.labels.resolve import resolve_predictions_on_complete_image
+from app.models import Box, Image, Project
+from app.settings import Settings
+
+MAX_LISTED_SKIPS = 100
+
+
+@dataclass
+class SourceBox:
+    bbox: list[float]
+    class_name: str
+    item: str
+    score: float | None = None
+    probs: list[float] | None = None
+    informativeness: float | None = None
+    defect: str | None = None  # why the file's box cannot be used
+
+
+@dataclass
+class SourceImage:
+    """One image as the import file describes it, with its boxes."""
+
+    keys: list[str]  # external_id candidates, best first
+    file_name: str
+    width: int | None
+    height: int | None
+    boxes: list[SourceBox] = field(default_factory=list)
+    register_path: Path | None = None
+
+
+class Report:
+    def __init__(self, fmt: str, kind: str) -> None:
+        self.out = ImportReport(format=fmt, kind=kind)
+        self._reasons: Counter[str] = Counter()
+
+    def skip(self, item: str, reason: str) -> None:
+        self.out.skipped_count += 1
+        self._reasons[re.sub(r"'[^']*'|\d+(\.\d+)?", "_", reason)] += 1
+        if len(self.out.skipped) < MAX_LISTED_SKIPS:
+            self.out.skipped.append(SkippedItem(item=item, reason=reason))
+
+    def finish(self) -> ImportReport:
+        self.out.skipped_by_reason = dict(self._reasons.most_common())
+        return self.out
+
+
+def run_import(
+    session: Session, project: Project, body: CocoImport | VocImport, settings: Settings
+) -> ImportReport:
+    if isinstance(body, CocoImport):
+        report = Report("coco", body.kind)
+        sources = _coco_sources(body, settings)
+    else:
+        report = Report("voc", "annotations")
+        sources = _voc_sources(body, settings)
+    if body.format == "voc" and body.register_split:
+        _register_missing(session, project, sources, body.register_split, report)
+    kind = body.kind if isinstance(body, CocoImport) else "annotations"
+    model_version = body.model_version if isinstance(body, CocoImport) else None
+    _apply(session, project, sources, kind, model_version, report)
+    session.flush()
+    return report.finish()
+
+
+def _coco_sources(body: CocoImport, settings: Settings) -> list[SourceImage]:
+    data = body.data
+    count = len(data.get("images") or []) + len(data.get("annotations") or [])
+    if count > settings.max_import_items:
+        raise TooLarge(
+            f"import has {count} images plus annotations; the limit is {settings.max_import_items}"
+        )
+    try:
+        parsed = coco.parse_coco(data, require_images=body.kind == "annotations")
+    except FormatError as exc:
+        raise Invalid(f"COCO data: {'; '.join(exc.problems)}") from exc
+    sources: dict[Any, SourceImage] = {
+        image.id: SourceImage(
+            keys=[str(image.id), Path(image.file_name).stem],
+            file_name=Path(image.file_name).name,
+            width=image.width,
+            height=image.height,
+        )
+        for image in parsed.images
+    }
+    for annotation in parsed.annotations:
+        source = sources.get(annotation.image_id)
+        if source is None:  # predictions without an images list: image_id is the external id
+            source = sources[annotation.image_id] = SourceImage(
+                keys=[str(annotation.image_id)], file_name=str(annotation.image_id), width=None, height=None
+            )
+        item = f"annotations[{annotation.index}]"
+        if annotation.iscrowd:
+            source.boxes.append(
+                SourceBox([], "", item, defect="crowd region (iscrowd=1), not an object instance")
+            )
+            continue
+        source.boxes.append(
+            SourceBox(
+                bbox=annotation.bbox,
+                class_name=parsed.category_name(annotation),
+                item=item,
+                score=annotation.score,
+                probs=annotation.probs,
+                informativeness=annotation.informativeness,
+            )
+        )
+    if body.kind == "predictions":
+        missing = [box.item for source in sources.values() for box in source.boxes if box.score is None]
+        if missing:
+            raise Invalid(f"COCO predictions need a score on every annotation; missing on {missing[:10]}")
+    return list(sources.values())
+
+
+def _voc_sources(body: VocImport, settings: Settings) -> list[SourceImage]:
+    root = resolve_under_roots(body.path, settings, what="path")
+    try:
+        annotations = voc.read_voc_dir(root, body.image_set)
+    except FormatError as exc:
+        raise Invalid(f"VOC: {exc}") from exc
+    if body.ids is not None:
+        wanted = set(body.ids)
+        annotations = [a for a in annotations if a.stem in wanted]
+    if sum(1 + len(a.objects) for a in annotations) > settings.max_import_items:
+        raise TooLarge(f"import has over {settings.max_import_items} images plus objects")
+    sources = []
+    for annotation in annotations:
+        source = SourceImage(
+            keys=[annotation.stem],
+            file_name=annotation.file_name,
+            width=annotation.width,
+            height=annotation.height,
+            register_path=voc.image_path(root, annotation),
+        )
+        for i, obj in enumerate(annotation.objects):
+            item = f"{annotation.stem}.xml object {i} ({obj.name})"
+            source.boxes.append(SourceBox(obj.bbox, obj.name, item, defect=obj.defect))
+        sources.append(source)
+    return sources
+
+
+def _match(session: Session, project: Project, sources: list[SourceImage]) -> dict[int, Image]:
+    """Registered image for each source (by external id, then by file name), keyed by source index."""
+    by_external: dict[str, Image] = {}
+    keys = sorted({key for source in sources for key in source.keys})
+    for start in range(0, len(keys), 500):
+        stmt = select(Image).where(
+            Image.project_id == project.id, Image.external_id.in_(keys[start : start + 500])
+        )
+        by_external.update((image.external_id, image) for image in session.scalars(stmt))
+    matched: dict[int, Image] = {}
+    unmatched: list[int] = []
+    for i, source in enumerate(sources):
+        image = next((by_external[key] for key in source.keys if key in by_external), None)
+        if image is None:
+            unmatched.append(i)
+        else:
+            matched[i] = image
+    names = sorted({sources[i].file_name for i in unmatched})
+    by_name: dict[str, list[Image]] = {}
+    for start in range(0, len(names), 500):
+        stmt = select(Image).where(
+            Image.project_id == project.id, Image.file_name.in_(names[start : start + 500])
+        )
+        for image in session.scalars(stmt):
+            by_name.setdefault(image.file_name, []).append(image)
+    for i in unmatched:
+        candidates = by_name.get(sources[i].file_name, [])
+        if len(candidates) == 1:
+            matched[i] = candidates[0]
+    return matched
+
+
+def _register_missing(
+    session: Session, project: Project, sources: list[SourceImage], split: str, report: Report
+) -> None:
+    matched = _match(session, project, sources)
+    new = []
+    for i, source in enumerate(sources):
+        if i in matched:
+            continue
+        if source.register_path is None:
+            report.skip(source.file_name, "image file not found under JPEGImages/")
+            continue
+        if source.width is None or source.height is None:
+            report.skip(source.file_name, "annotation gives no image size")
+            continue
+        new.append(
+            images_service.NewImage(source.register_path, split, source.keys[0], source.width, source.height)
+        )
+    if new:
+        images_service.register(session, project, new)
+        report.out.images_registered = len(new)
+
+
+def _apply(
+    session: Session,
+    project: Project,
+    sources: list[SourceImage],
+    kind: str,
+    model_version: str | None,
+    report: Report,
+) -> None:
+    class_index = {name: i for i, name in enumerate(project.classes)}
+    matched = _match(session, project, sources)
+    image_ids = [image.id for image in matched.values()]
+    with_truth: set[int] = set()
+    for start in range(0, len(image_ids), 500):
+        stmt = select(Box.image_id).where(
+            Box.image_id.in_(image_ids[start : start + 500]), Box.source == "ground_truth"
+        )
+        with_truth.update(session.scalars(stmt))
+    rows: list[dict[str, Any]] = []
+    completed: list[Image] = []
+    for i, source in enumerate(sources):
+        image = matched.get(i)
+        if image is None:
+            report.skip(f"image {source.keys[0]} ({source.file_name})", "not registered in this project")
+            continue
+        report.out.images_matched += 1
+        if source.width is not None and (source.width, source.height) != (image.width, image.height):
+            report.skip(
+                f"image {source.keys[0]}",
+                f"the file says {source.width}x{source.height} but the registered image is "
+                f"{image.width}x{image.height}",
+            )
+            continue
+        if kind == "annotations":
+            if image.fully_labeled or image.id in with_truth:
+                report.skip(f"image {source.keys[0]}", "already has ground truth (imported or labeled)")
+                continue
+        elif image.split != "pool" or image.fully_labeled:
+            report.skip(f"image {source.keys[0]}", "predictions go on pool images that are not fully labeled")
+            continue
+        for box in source.boxes:
+            row = _box_row(project, image, box, kind, class_index, model_version, report)
+            if row is not None:
+                rows.append(row)
+        if kind == "annotations":
+            image.fully_labeled = True
+            completed.append(image)
+            if image.split == "pool":
+                report.out.images_labeled += 1
+            else:
+                report.out.test_images += 1
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(Box), rows[start : start + 5000])
+    report.out.boxes_imported = len(rows)
+    session.flush()
+    for image in completed:
+        if image.split == "pool":
+            resolve_predictions_on_complete_image(
+                session, image, annotator="import", round_number=0, query_id=None
+            )
+
+
+def _box_row(
+    project: Project,
+    image: Image,
+    box: SourceBox,
+    kind: str,
+    class_index: dict[str, int],
+    model_version: str | None,
+    report: Report,
+) -> dict[str, Any] | None:
+    if box.defect:
+        report.skip(box.item, box.defect)
+        return None
+    if box.class_name not in class_index:
+        report.skip(
+            box.item, f"class '{box.class_name}' is not one of the project's classes {project.classes}"
+        )
+        return None
+    defect = box_defect(box.bbox, image.width, image.height)
+    if defect:
+        report.skip(box.item, defect)
+        return None
+    bbox = clip_box(box.bbox, image.width, image.height)
+    if bbox != box.bbox:
+        report.out.boxes_clipped += 1
+    row: dict[str, Any] = {
+        "project_id": project.id,
+        "image_id": image.id,
+        "x1": bbox[0],
+        "y1": bbox[1],
+        "x2": bbox[2],
+        "y2": bbox[3],
+        "label": class_index[box.class_name],
+    }
+    if kind == "annotations":
+        row.update(source="ground_truth", status="labeled")
+        return row
+    if box.probs is not None and len(box.probs) != len(project.classes):
+        report.skip(
+            box.item, f"probs has {len(box.probs)} values; the project has {len(project.classes)} classes"
+        )
+        return None
+    row.update(
+        source="predicted",
+        status="unlabeled",
+        score=box.score,
+        probs=box.probs,
+        informativeness=box.informativeness,
+        model_version=model_version or "import",
+        round_predicted=project.serving_round,
+    )
+    return row

@@ -1,0 +1,132 @@
+"""Project settings (every one documented and validated) and the project resource's shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from app.schemas import Strict
+
+# Built by name by the detection engine (worker/engine/presets.py checks that it knows exactly these).
+MODEL_PRESETS = (
+    "faster_rcnn_r50_fpn",
+    "retinanet_r50_fpn",
+    "faster_rcnn_r18_fpn_lite",
+    "retinanet_r18_fpn_lite",
+)
+STRATEGIES = ("random", "least_confidence", "entropy", "margin", "coreset")
+
+ClassName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class ProjectSettings(BaseModel):
+    """How a project queries, trains and serves. Defaults follow the paper where it gives one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: Literal["box", "image"] = Field(
+        "box", description="what one query asks for: a box or a whole image"
+    )
+    strategy: Literal["random", "least_confidence", "entropy", "margin", "coreset"] = Field(
+        "least_confidence", description="informativeness measure used to rank the pool"
+    )
+    reduction: Literal["mean", "max", "sum"] = Field(
+        "mean", description="how box scores become an image score (image unit)"
+    )
+    k: int = Field(10, ge=1, le=1000, description="queries leased per call when the request names no k")
+    round_size: int = Field(
+        100, ge=1, le=1_000_000, description="answers that close a round and start retraining (paper's K)"
+    )
+    t_d: float = Field(0.05, gt=0, lt=1, description="detection threshold for pool predictions (low: recall)")
+    lambda_d: float = Field(0.5, ge=0, le=1, description="dampening weight of noisy boxes (paper: 0.5)")
+    noisy: Literal["dampen", "drop", "full"] = Field(
+        "dampen",
+        description="unlabeled predicted boxes on training images: dampened targets, dropped, or full labels",
+    )
+    model: str = Field("faster_rcnn_r18_fpn_lite", description=f"detector preset: one of {MODEL_PRESETS}")
+    pretrained: bool | None = Field(
+        None, description="ImageNet backbone; null: the preset's default (paper presets true, lite false)"
+    )
+    min_size: int | None = Field(
+        None, ge=32, le=4096, description="shorter image side for the model; null: preset's"
+    )
+    max_size: int | None = Field(None, ge=32, le=8192, description="longer side cap; null: the preset's")
+    epochs: int | None = Field(None, ge=1, le=1000, description="null: the preset's schedule")
+    lr: float | None = Field(None, gt=0, le=10, description="null: the preset's schedule")
+    batch_size: int | None = Field(None, ge=1, le=256, description="null: the preset's schedule")
+    initial_model: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[\w.-]+$",
+        description="round 1 uses this existing model version instead of training one (experiments share "
+        "one initial model across arms, as the paper does); it must have been trained on the same initial "
+        "labeled set and classes",
+    )
+    warm_start: bool = Field(
+        False, description="start each round's training from the previous round's model (paper: off)"
+    )
+    pool_policy: Literal["fixed", "refresh"] = Field(
+        "fixed", description="fixed: U_B from the first model (paper); refresh: re-predict every round"
+    )
+    seed_images: int = Field(
+        0, ge=0, le=1_000_000, description="random image queries served before the first round"
+    )
+    suppress_duplicates_iou: float | None = Field(
+        None, gt=0, le=1, description="resolve unlabeled boxes overlapping a labeled one at this IoU (off)"
+    )
+    lease_ttl_s: int = Field(600, ge=5, le=7 * 24 * 3600, description="a lease not answered by then expires")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed: random strategy, training, seeding")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset {value!r}; choose one of {', '.join(MODEL_PRESETS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _coreset_needs_box_features(self) -> ProjectSettings:
+        if self.strategy == "coreset" and self.unit == "box" and self.model.startswith("retinanet"):
+            raise ValueError(
+                "box-level coreset needs box features, which RetinaNet does not have (the paper omits it "
+                "too): use a faster_rcnn_* model, or the image unit"
+            )
+        return self
+
+
+class ProjectCreate(Strict):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    classes: list[ClassName] = Field(min_length=1, max_length=1000)
+    settings: ProjectSettings = Field(default_factory=ProjectSettings)
+
+    @model_validator(mode="after")
+    def _unique_classes(self) -> ProjectCreate:
+        seen: set[str] = set()
+        for name in self.classes:
+            if name in seen:
+                raise ValueError(f"class {name!r} is listed twice")
+            seen.add(name)
+        return self
+
+
+class ProjectUpdate(Strict):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    settings: dict[str, Any] | None = Field(
+        None, description="settings to change; the others keep their values"
+    )
+    add_classes: list[ClassName] | None = Field(
+        None, description="classes appended to the list (never removed)"
+    )
+
+
+class ProjectPublic(BaseModel):
+    id: int
+    name: str
+    classes: list[str]
+    settings: ProjectSettings
+    round: int = Field(description="number of the latest round")
+    serving_round: int = Field(description="round whose ranking the pool is served from")
+    answers_this_round: int = Field(description="answers since the latest round began (round_size closes it)")
+    created_at: datetime

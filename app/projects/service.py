@@ -1,0 +1,94 @@
+"""Projects: create, read, change settings. Creating a project opens round 0 (no model yet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import load
+from app.errors import Conflict, Invalid, NotFound
+from app.models import Project, Round, utcnow
+from app.projects.schemas import ProjectCreate, ProjectPublic, ProjectSettings, ProjectUpdate
+from app.rounds.snapshot import answers_since
+
+
+def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
+    project = load(session, Project, project_id, for_update=for_update)
+    if project is None:
+        raise NotFound(f"project {project_id} does not exist")
+    return project
+
+
+def project_settings(project: Project) -> ProjectSettings:
+    return ProjectSettings.model_validate(project.settings)
+
+
+def latest_round(session: Session, project_id: int, *, for_update: bool = False) -> Round:
+    stmt = select(Round).where(Round.project_id == project_id).order_by(Round.number.desc()).limit(1)
+    if for_update:
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
+    return session.scalars(stmt).one()
+
+
+def create_project(session: Session, data: ProjectCreate) -> Project:
+    if session.scalar(select(Project.id).where(Project.name == data.name)) is not None:
+        raise Conflict(f"a project named {data.name!r} already exists")
+    project = Project(name=data.name, classes=list(data.classes), settings=data.settings.model_dump())
+    session.add(project)
+    session.flush()
+    now = utcnow()
+    session.add(Round(project_id=project.id, number=0, state="open", opened_at=now))
+    session.flush()
+    return project
+
+
+def update_project(session: Session, project: Project, data: ProjectUpdate) -> Project:
+    if data.name is not None and data.name != project.name:
+        if session.scalar(select(Project.id).where(Project.name == data.name)) is not None:
+            raise Conflict(f"a project named {data.name!r} already exists")
+        project.name = data.name
+    if data.settings is not None:
+        merged: dict[str, Any] = {**project.settings, **data.settings}
+        try:
+            project.settings = ProjectSettings.model_validate(merged).model_dump()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise Invalid(f"settings.{where}: {first['msg']}") from exc
+    if data.add_classes:
+        duplicates = [name for name in data.add_classes if name in project.classes]
+        if duplicates or len(set(data.add_classes)) != len(data.add_classes):
+            raise Invalid(
+                f"classes already present or repeated: {sorted(set(duplicates)) or data.add_classes}"
+            )
+        project.classes = [*project.classes, *data.add_classes]
+    session.flush()
+    return project
+
+
+def to_public(session: Session, project: Project) -> ProjectPublic:
+    latest = latest_round(session, project.id)
+    return ProjectPublic(
+        id=project.id,
+        name=project.name,
+        classes=project.classes,
+        settings=project_settings(project),
+        round=latest.number,
+        serving_round=project.serving_round,
+        answers_this_round=answers_since(session, project.id, latest.snapshot_event_id or 0),
+        created_at=project.created_at,
+    )
+
+
+def list_projects(
+    session: Session, *, limit: int, cursor: int | None, only: frozenset[int] | None = None
+) -> list[Project]:
+    stmt = select(Project).order_by(Project.id).limit(limit)
+    if cursor is not None:
+        stmt = stmt.where(Project.id > cursor)
+    if only is not None:
+        stmt = stmt.where(Project.id.in_(sorted(only)))
+    return list(session.scalars(stmt))

@@ -1,0 +1,216 @@
+"""Leasing queries: an index walk down the queue, highest informativeness first, never one box to two people.
+
+PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent leases pass each other without waiting.
+SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` (app/db.py), so leases are serialised.
+A lease expires after the project's ``lease_ttl_s``; the box then returns to the queue by itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from app.db import load
+from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.images.service import content_url
+from app.models import Box, Image, Project, Query
+from app.models.queue import BOX_QUEUE_WHERE, IMAGE_QUEUE_WHERE, informativeness_order
+from app.projects.service import project_settings
+from app.queries.schemas import Hint, QueryImage, QueryOut
+from app.settings import Settings
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def lease(
+    session: Session,
+    project: Project,
+    *,
+    k: int | None,
+    annotator: str,
+    unit: str | None,
+    now: datetime,
+    settings: Settings,
+) -> list[QueryOut]:
+    config = project_settings(project)
+    k = k or config.k
+    if k > settings.max_k:
+        raise Invalid(f"k: at most {settings.max_k} queries per lease call")
+    expires_at = now + timedelta(seconds=config.lease_ttl_s)
+    if unit is None:
+        unit = "image" if _seeding(session, project) else config.unit
+    if unit == "image":
+        if _seeding(session, project):
+            k = min(k, _seed_images_left(session, project, now))
+        return _lease_images(session, project, k, annotator, now, expires_at) if k > 0 else []
+    return _lease_boxes(session, project, k, annotator, now, expires_at)
+
+
+def _seeding(session: Session, project: Project) -> bool:
+    """Round 0 with seed_images: the initial labeled set is collected through random image queries."""
+    return project.serving_round == 0 and project_settings(project).seed_images > 0
+
+
+def _seed_images_left(session: Session, project: Project, now: datetime) -> int:
+    labeled = session.scalar(
+        select(func.count()).where(Image.project_id == project.id, Image.split == "pool", Image.fully_labeled)
+    )
+    leased = session.scalar(
+        select(func.count()).where(
+            Image.project_id == project.id,
+            Image.split == "pool",
+            ~Image.fully_labeled,
+            Image.lease_expires_at > now,
+        )
+    )
+    return max(0, project_settings(project).seed_images - (labeled or 0) - (leased or 0))
+
+
+def _claim(
+    session: Session,
+    project: Project,
+    model: type[Box] | type[Image],
+    queue_where: str,
+    k: int,
+    annotator: str,
+    now: datetime,
+    expires_at: datetime,
+) -> list[tuple[Any, Query]]:
+    """Walk the queue index, lock up to k free rows, and lease each of them to a new query."""
+    dialect = _dialect(session)
+    stmt = (
+        select(model)
+        .where(
+            model.project_id == project.id,
+            text(queue_where),
+            or_(model.lease_expires_at.is_(None), model.lease_expires_at <= now),
+        )
+        .order_by(informativeness_order(model.informativeness, dialect), model.id)
+        .limit(k)
+    )
+    if model is Box:
+        # predictions of a round still being scored stay hidden until its ranking is applied
+        stmt = stmt.where(or_(Box.round_predicted.is_(None), Box.round_predicted <= project.serving_round))
+    if dialect == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, key_share=True)
+    rows = list(session.scalars(stmt))
+    unit = "box" if model is Box else "image"
+    queries = [
+        Query(
+            project_id=project.id,
+            unit=unit,
+            box_id=row.id if model is Box else None,
+            image_id=row.image_id if model is Box else row.id,
+            annotator=annotator,
+            round=project.serving_round,
+            created_at=now,
+            expires_at=expires_at,
+        )
+        for row in rows
+    ]
+    session.add_all(queries)
+    session.flush()
+    extra = {"round_queried": project.serving_round} if model is Box else {}
+    if rows:
+        session.execute(
+            update(model),
+            [
+                {"id": row.id, "lease_query_id": query.id, "lease_expires_at": expires_at, **extra}
+                for row, query in zip(rows, queries, strict=True)
+            ],
+        )
+    return list(zip(rows, queries, strict=True))
+
+
+def _lease_boxes(
+    session: Session, project: Project, k: int, annotator: str, now: datetime, expires_at: datetime
+) -> list[QueryOut]:
+    claimed = _claim(session, project, Box, BOX_QUEUE_WHERE, k, annotator, now, expires_at)
+    if not claimed:
+        return []
+    image_ids = {box.image_id for box, _ in claimed}
+    images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
+    return [
+        QueryOut(
+            query_id=query.id,
+            unit="box",
+            box_id=box.id,
+            image_id=box.image_id,
+            image=_query_image(images[box.image_id]),
+            bbox=box.bbox,
+            label=project.classes[box.label],
+            score=box.score,
+            informativeness=box.informativeness,
+            round=query.round,
+            expires_at=expires_at,
+        )
+        for box, query in claimed
+    ]
+
+
+def _lease_images(
+    session: Session, project: Project, k: int, annotator: str, now: datetime, expires_at: datetime
+) -> list[QueryOut]:
+    claimed = _claim(session, project, Image, IMAGE_QUEUE_WHERE, k, annotator, now, expires_at)
+    hints: dict[int, list[Hint]] = {image.id: [] for image, _ in claimed}
+    if not hints:
+        return []
+    predicted = (
+        select(Box)
+        .where(Box.image_id.in_(list(hints)), Box.status == "unlabeled", Box.source == "predicted")
+        .order_by(Box.score.desc())
+    )
+    for box in session.scalars(predicted):
+        hints[box.image_id].append(Hint(bbox=box.bbox, label=project.classes[box.label], score=box.score))
+    return [
+        QueryOut(
+            query_id=query.id,
+            unit="image",
+            image_id=image.id,
+            image=_query_image(image),
+            informativeness=image.informativeness,
+            round=query.round,
+            expires_at=expires_at,
+            predictions=hints[image.id],
+        )
+        for image, query in claimed
+    ]
+
+
+def _query_image(image: Image) -> QueryImage:
+    return QueryImage(
+        id=image.id,
+        external_id=image.external_id,
+        url=content_url(image.project_id, image.id),
+        width=image.width,
+        height=image.height,
+    )
+
+
+def get_query(session: Session, project_id: int, query_id: int, *, for_update: bool = False) -> Query:
+    query = load(session, Query, query_id, for_update=for_update)
+    if query is None or query.project_id != project_id:
+        raise NotFound(f"query {query_id} does not exist in project {project_id}")
+    return query
+
+
+def release(session: Session, project_id: int, query_id: int, *, only_annotator: str | None = None) -> None:
+    """Give a lease back unanswered: its box or image returns to the queue at once."""
+    query = get_query(session, project_id, query_id, for_update=True)
+    if only_annotator is not None and query.annotator != only_annotator:
+        raise Forbidden(f"query {query_id} was leased to another annotator")
+    if query.state == "answered":
+        raise Conflict(f"query {query_id} was already answered; an answer cannot be given back")
+    if query.state == "released":
+        return
+    query.state = "released"
+    target = session.get(Box, query.box_id) if query.unit == "box" else session.get(Image, query.image_id)
+    if target is not None and target.lease_query_id == query.id:
+        target.lease_query_id = None
+        target.lease_expires_at = None
+    session.flush()

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class RoundPublic(BaseModel):
+    round: int
+    state: Literal["training", "scoring", "open", "closed", "failed"]
+    job_id: str | None
+    model_version: str | None
+    boxes_obtained: int = Field(description="labeled pool boxes this round's model trained on")
+    images_labeled: int = Field(description="pool images in its training set L_I")
+    queries_answered: int = Field(description="answers (any action) received before this round started")
+    seconds: float = Field(description="annotator seconds of those answers (sum of duration_ms)")
+    metrics: dict[str, Any] | None = Field(description="test-split evaluation: map, map50, ...")
+    pool: dict[str, Any] | None = Field(description="pool statistics after this round's ranking")
+    error: str | None
+    created_at: datetime
+    opened_at: datetime | None
+    closed_at: datetime | None
+
+
+class RoundStarted(BaseModel):
+    round: int
+    job_id: str
+
+
+class CurvePoint(BaseModel):
+    round: int
+    boxes_obtained: int
+    queries_answered: int
+    seconds: float
+    map: float | None
+    map50: float | None
+    model_version: str | None
+
+
+class Curve(BaseModel):
+    points: list[CurvePoint]
+    next_cursor: int | None = None

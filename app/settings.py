@@ -1,0 +1,88 @@
+"""The one settings object shared by the API, the worker and the CLI (environment prefix ``BOXAL_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOXAL_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("boxal-data"), description="SQLite file, uploads, artifacts, broker queue")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in the data dir")
+    broker_url: str | None = Field(
+        None, description="Celery broker; default: a filesystem queue in the data dir (no server)"
+    )
+    admin_token: str | None = Field(None, description="admin bearer token; generated on first start if unset")
+    image_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="directories that file:// image URIs and import paths may point into "
+        "(the data dir is always allowed)",
+    )
+    host: str = Field("127.0.0.1", description="address `boxal serve` binds (loopback unless told otherwise)")
+    port: int = Field(8000, description="port `boxal serve` listens on")
+    api_workers: int = Field(
+        1, ge=1, le=64, description="API processes `boxal serve` runs (PostgreSQL deployments: one per core)"
+    )
+
+    max_body_bytes: int = Field(64 * 1024 * 1024, description="largest accepted request body")
+    max_upload_bytes: int = Field(32 * 1024 * 1024, description="largest accepted image upload")
+    max_k: int = Field(100, description="most queries one lease call may ask for")
+    max_page_size: int = Field(1000, description="largest page a list endpoint returns")
+    max_import_items: int = Field(2_000_000, description="most images plus annotations in one import")
+    max_image_pixels: int = Field(100_000_000, description="Pillow's decompression-bomb limit")
+
+    job_stale_s: float = Field(120.0, description="a running job whose heartbeat is older is re-run")
+    shard_images: int = Field(64, ge=1, description="pool images per scoring task (shards run in parallel)")
+    train_time_limit_s: int = Field(24 * 3600, description="a round's training is stopped after this")
+    task_time_limit_s: int = Field(2 * 3600, description="limit for scoring, ranking, evaluation tasks")
+    worker_concurrency: int = Field(1, ge=1, description="tasks one worker process runs at once")
+    broker_timeout_s: float = Field(3.0, description="how long enqueueing waits for the broker")
+    log_level: str = Field("info", description="debug, info, warning or error")
+
+    @field_validator("image_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.replace(",", ":").split(":") if part]
+        return value
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'boxal.db'}"
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return not self.broker_url or self.broker_url.startswith("filesystem://")
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.resolved_data_dir / "broker"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.resolved_data_dir / "images"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.resolved_data_dir / "artifacts"
+
+    @property
+    def allowed_roots(self) -> list[Path]:
+        return [self.resolved_data_dir, *(root.expanduser().resolve() for root in self.image_roots)]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

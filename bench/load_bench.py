@@ -1,0 +1,97 @@
+"""Simulated annotators against one API process on PostgreSQL, on loopback.
+
+    python bench/load_bench.py --annotators 32 --seconds 60
+
+A fresh database holds one project with a pool of 40,000 scored boxes; N annotators (threads) lease k=5,
+give back about one lease in ten, and answer the rest in one batch, until the time is up. Prints lease and
+answer latencies, throughput, and the checks the load test asserts (tests/app/test_load_faults.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.db import Database  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+from oracle import load  # noqa: E402
+from tests.factories import fill_pool  # noqa: E402
+from tests.worker.loop import HEADERS, TOKEN, boxal, free_port, start, stop, wait_http  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--annotators", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--boxes", type=int, default=40_000)
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "BOXAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = parser.parse_args()
+    admin_url = make_url(args.pg_url)
+    name = f"boxal_load_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    database = Database(url)
+    try:
+        upgrade(database.engine)
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
+            server = start(
+                boxal("serve", "--no-worker", "--port", str(port)),
+                {"BOXAL_DATA_DIR": tmp, "BOXAL_DATABASE_URL": url, "BOXAL_LOG_LEVEL": "warning"},
+                Path(tmp) / "server.log",
+            )
+            try:
+                base = f"http://127.0.0.1:{port}"
+                wait_http(base)
+                with httpx.Client(base_url=base, headers=HEADERS) as client:
+                    pid = client.post(
+                        "/v1/projects",
+                        json={"name": "load", "classes": ["a", "b"], "settings": {"round_size": 1_000_000}},
+                    ).json()["id"]
+                fill_pool(database, pid, args.boxes)
+                started = time.monotonic()
+                result = load.run(base, TOKEN, pid, annotators=args.annotators, seconds=args.seconds)
+                elapsed = time.monotonic() - started
+            finally:
+                stop(server)
+    finally:
+        database.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    requests = sum(len(v) for v in result.latencies.values())
+    server_errors = sum(
+        n for codes in result.statuses.values() for status, n in codes.items() if status >= 500
+    )
+    print(
+        f"| {args.annotators} | {elapsed:.0f} s | {result.percentile('lease', 0.5):.0f} / "
+        f"{result.percentile('lease', 0.99):.0f} | {result.percentile('answer', 0.5):.0f} / "
+        f"{result.percentile('answer', 0.99):.0f} | {requests / elapsed:.0f} | {len(result.acknowledged)} | "
+        f"{len(result.released)} | {server_errors} | "
+        f"{len(result.double_leases)} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

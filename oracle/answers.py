@@ -1,0 +1,67 @@
+"""The simulated oracle (DESIGN.md, "Simulated oracle"; paper Sec. 4).
+
+A box query is matched to the ground-truth box of its image with the highest IoU. IoU >= 0.5: the
+answer is ``adjust`` to that box's coordinates and class, or ``duplicate`` if that object was already
+obtained. Otherwise ``background``, coordinates unchanged. An image query is answered with every
+ground-truth box of the image (``label_all``). Each answer carries ``duration_ms`` from a cost model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.formats.geometry import iou
+from oracle.cost import CostModel
+
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    bbox: list[float]  # xyxy pixels
+    label: str
+
+
+@dataclass
+class Oracle:
+    truth: dict[str, list[GroundTruth]]  # by image external id
+    cost: CostModel = field(default_factory=CostModel)
+    obtained: dict[str, set[int]] = field(default_factory=dict)
+
+    def mark_labeled(self, external_id: str) -> None:
+        """An image of the initial labeled set: all its objects are obtained."""
+        self.obtained[external_id] = set(range(len(self.truth.get(external_id, []))))
+
+    def answer(self, query: dict[str, Any]) -> dict[str, Any]:
+        external_id = query["image"]["external_id"]
+        objects = self.truth.get(external_id, [])
+        taken = self.obtained.setdefault(external_id, set())
+        if query["unit"] == "image":
+            new = [i for i in range(len(objects)) if i not in taken]
+            taken.update(new)
+            return {
+                "query_id": query["query_id"],
+                "action": "label_all",
+                "boxes": [{"bbox": objects[i].bbox, "label": objects[i].label} for i in new],
+                "duration_ms": round(1000 * self.cost.image(len(new))),
+            }
+        overlaps = [iou(gt.bbox, query["bbox"]) for gt in objects]
+        best = max(range(len(objects)), key=lambda i: overlaps[i], default=None)
+        if best is None or overlaps[best] < MATCH_IOU:
+            action = "background"
+            answer: dict[str, Any] = {"query_id": query["query_id"], "action": action}
+        elif best in taken:
+            action = "duplicate"
+            answer = {"query_id": query["query_id"], "action": action}
+        else:
+            taken.add(best)
+            action = "adjust"
+            answer = {
+                "query_id": query["query_id"],
+                "action": action,
+                "bbox": objects[best].bbox,
+                "label": objects[best].label,
+            }
+        answer["duration_ms"] = round(1000 * self.cost.box(action))
+        return answer

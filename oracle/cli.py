@@ -1,0 +1,161 @@
+"""`boxal simulate`: run an experiment against a server given by URL, or an embedded one it starts."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from oracle.client import BoxalClient
+from oracle.experiment import Runner
+from oracle.presets import PRESETS
+from oracle.report import write_all
+
+console = Console()
+
+
+@contextmanager
+def embedded_server(out: Path, image_root: Path) -> Iterator[tuple[str, str]]:
+    """`boxal serve` (API and worker) on a free loopback port, its data under ``out/server``; yields its
+    URL and an admin token made for this run."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = "bxl_" + secrets.token_urlsafe(32)
+    env = {
+        **os.environ,
+        "BOXAL_DATA_DIR": str(out / "server"),
+        "BOXAL_IMAGE_ROOTS": str(image_root.resolve()),
+        "BOXAL_LOG_LEVEL": "warning",
+        "BOXAL_ADMIN_TOKEN": token,
+    }
+    for name in ("BOXAL_DATABASE_URL", "BOXAL_BROKER_URL"):
+        env.pop(name, None)
+    log = (out / "server.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the embedded server exited; see {out / 'server.log'}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the embedded server did not start")
+            time.sleep(0.3)
+        yield url, token
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@contextmanager
+def given_server(url: str, token: str | None) -> Iterator[tuple[str, str | None]]:
+    yield url, token
+
+
+def simulate(
+    preset: str,
+    *,
+    url: str | None,
+    out: Path,
+    seeds: list[int] | None,
+    data: Path | None,
+    token: str | None,
+    rounds: int | None,
+) -> Path:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    chosen = PRESETS[preset]
+    experiment = chosen.experiment()
+    if seeds:
+        experiment.seeds = seeds
+    if rounds is not None:
+        experiment.rounds = rounds
+    out.mkdir(parents=True, exist_ok=True)
+    with console.status(f"preparing the {preset} data set"):
+        dataset = chosen.dataset(data, out)
+    console.print(
+        f"[bold]{preset}[/]: {chosen.description}\n{len(dataset.pool)} pool images "
+        f"({dataset.pool_boxes} boxes), {len(dataset.test)} test images; arms "
+        f"{', '.join(a.name for a in experiment.arms)}; seeds {experiment.seeds}"
+    )
+    args = [a for a in sys.argv[2:] if a not in (token or "")]
+    command = (
+        "boxal simulate " + " ".join(shlex.quote(a) for a in args)
+        if args
+        else f"boxal simulate --preset {preset}"
+    )
+    started = time.monotonic()
+    server = embedded_server(out, dataset.root) if url is None else given_server(url, token)
+    with (
+        server as (server_url, server_token),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
+        client = BoxalClient(server_url, token=server_token)
+        arms = ["initial", *(a.name for a in experiment.arms)]
+        tasks = {
+            (arm, seed): progress.add_task(
+                f"seed {seed} {arm}", total=1 if arm == "initial" else experiment.rounds + 1, status="waiting"
+            )
+            for seed in experiment.seeds
+            for arm in arms
+        }
+
+        def report(event: str, payload: dict) -> None:
+            if event == "point":
+                key = (payload["arm"], payload["seed"])
+                if key in tasks:
+                    progress.update(
+                        tasks[key],
+                        advance=1,
+                        status=f"mAP@0.5 {payload['map50']:.3f} at {payload['boxes_obtained']} boxes",
+                    )
+            elif event == "job":
+                job = payload["job"]
+                stage = job.get("progress", {}).get("stage", job["state"])
+                for (arm, _), task in tasks.items():
+                    if arm == payload["arm"] and not progress.tasks[task].finished:
+                        progress.update(task, status=stage)
+                        break
+
+        runner = Runner(client, dataset, experiment, out, report)
+        try:
+            rows = runner.run()
+        finally:
+            client.close()
+    write_all(rows, out, f"{preset}: box vs image queries ({dataset.name})", command)
+    console.print(f"done in {time.monotonic() - started:.0f} s: {out / 'summary.md'}")
+    return out

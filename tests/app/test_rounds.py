@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from app.enqueue import TASK_RUN_ROUND, celery_config
+from app.errors import Conflict
+from app.models import Project, Round
+from app.projects.service import get_project
+from app.rounds import service, snapshot
+from tests.factories import coco_for, create_project, import_coco, register_images, seed_pool
+
+
+def _broker_messages(settings) -> list[dict]:
+    config = celery_config(settings)
+    with Connection("filesystem://", transport_options=config["broker_transport_options"]) as conn:
+        queue = conn.SimpleQueue("boxal")
+        messages = []
+        while True:
+            try:
+                message = queue.get(timeout=0.5)
+            except queue.Empty:
+                break
+            messages.append({"task": message.headers["task"], "args": message.payload[0]})
+            message.ack()
+        queue.close()
+    return messages
+
+
+def _project_with_seed(client, database, tmp_path: Path, **settings) -> tuple[dict, list[dict]]:
+    project = create_project(client, **settings)
+    images = register_images(client, project["id"], tmp_path / "pool", 4)
+    register_images(client, project["id"], tmp_path / "test", 1, split="test", prefix="t")
+    import_coco(
+        client, project["id"], coco_for(images[:1], {"img00000": [([1, 1, 9, 9], "cat")]}, ["cat", "dog"])
+    )
+    return project, images
+
+
+def test_starting_a_round_records_a_job_and_enqueues_it_by_name(client, database, settings, tmp_path) -> None:
+    project, _ = _project_with_seed(client, database, tmp_path)
+    pid = project["id"]
+    response = client.post(f"/v1/projects/{pid}/rounds")
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert started["round"] == 1
+    assert _broker_messages(settings) == [{"task": TASK_RUN_ROUND, "args": [started["job_id"]]}]
+    job = client.get(f"/v1/jobs/{started['job_id']}").json()
+    assert (job["state"], job["kind"], job["round"]) == ("queued", "round", 1)
+    again = client.post(f"/v1/projects/{pid}/rounds")
+    assert again.status_code == 409 and "still training" in again.json()["detail"]
+    assert client.get("/v1/jobs/nope").status_code == 404
+
+
+def test_nothing_to_train_on_is_a_conflict(client, tmp_path) -> None:
+    project = create_project(client)
+    register_images(client, project["id"], tmp_path / "pool", 2)
+    response = client.post(f"/v1/projects/{project['id']}/rounds")
+    assert response.status_code == 409 and "nothing to train on" in response.json()["detail"]
+
+
+def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_path) -> None:
+    project, images = _project_with_seed(client, database, tmp_path)
+    pid = project["id"]
+    started = client.post(f"/v1/projects/{pid}/rounds").json()
+    job_id = started["job_id"]
+    with database.transaction() as session:
+        round_id = session.query(Round).filter_by(project_id=pid, number=1).one().id
+        service.job_started(session, job_id, "worker-a")
+        service.job_progress(session, job_id, stage="training", epoch=1, epochs=2)
+        service.training_finished(session, round_id, "r1-abc")
+        service.training_finished(session, round_id, "r1-abc")  # a repeated report is a no-op
+        created = service.record_predictions(
+            session,
+            round_id,
+            images[1]["id"],
+            [
+                {"bbox": [1, 1, 10, 10], "label": 0, "score": 0.9, "probs": [0.9, 0.1]},
+                {"bbox": [20, 5, 30, 30], "label": 1, "score": 0.4, "probs": [0.6, 0.4]},
+            ],
+            "r1-abc",
+        )
+        again = service.record_predictions(  # the shard ran twice: replaced, not doubled
+            session,
+            round_id,
+            images[1]["id"],
+            [
+                {"bbox": [1, 1, 10, 10], "label": 0, "score": 0.9, "probs": [0.9, 0.1]},
+                {"bbox": [20, 5, 30, 30], "label": 1, "score": 0.4, "probs": [0.6, 0.4]},
+            ],
+            "r1-abc",
+        )
+        service.plan_shards(session, round_id, "score", 2)
+        service.record_scores(session, round_id, {again[0]: 0.1, again[1]: 0.6}, {images[1]["id"]: 0.35})
+        service.record_scores(session, round_id, {again[0]: 0.1, again[1]: 0.6}, {images[1]["id"]: 0.35})
+        assert not service.shard_finished(session, round_id, "score", 0)
+        assert service.shard_finished(session, round_id, "score", 1)
+    assert len(created) == len(again) == 2
+    assert len(client.get(f"/v1/projects/{pid}/images/{images[1]['id']}").json()["boxes"]) == 2
+    # hidden until the ranking is applied
+    assert client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a"}).json()["queries"] == []
+    with database.transaction() as session:
+        service.apply_ranking(session, round_id)
+        service.apply_ranking(session, round_id)
+        service.record_evaluation(session, round_id, {"map": 0.25, "map50": 0.5})
+        service.job_succeeded(session, job_id)
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a"}).json()["queries"]
+    assert [q["box_id"] for q in queries] == [again[1], again[0]]
+    assert queries[0]["round"] == 1 and queries[0]["informativeness"] == 0.6
+    rounds = client.get(f"/v1/projects/{pid}/rounds").json()["items"]
+    assert rounds[1]["state"] == "open" and rounds[1]["model_version"] == "r1-abc"
+    assert rounds[1]["pool"] == {"unlabeled_boxes": 2}
+    curve = client.get(f"/v1/projects/{pid}/curve").json()["points"]
+    assert curve == [
+        {
+            "round": 1,
+            "boxes_obtained": 1,
+            "queries_answered": 0,
+            "seconds": 0.0,
+            "map": 0.25,
+            "map50": 0.5,
+            "model_version": "r1-abc",
+        }
+    ]
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["state"] == "succeeded" and job["attempts"] == 1
+
+
+def test_a_failed_job_keeps_the_old_ranking_and_the_round_is_retryable(client, database, settings, tmp_path):
+    project, images = _project_with_seed(client, database, tmp_path)
+    pid = project["id"]
+    seed_pool(database, pid, [images[2]["id"]], 2)
+    started = client.post(f"/v1/projects/{pid}/rounds").json()
+    with database.transaction() as session:
+        service.job_started(session, started["job_id"], "w")
+        service.job_failed(session, started["job_id"], "CUDA out of memory")
+    job = client.get(f"/v1/jobs/{started['job_id']}").json()
+    assert job["state"] == "failed" and job["error"] == "CUDA out of memory"
+    rounds = client.get(f"/v1/projects/{pid}/rounds").json()["items"]
+    assert rounds[-1]["state"] == "failed" and rounds[-1]["error"] == "CUDA out of memory"
+    assert len(client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a"}).json()["queries"]) == 2
+    retry = client.post(f"/v1/projects/{pid}/rounds")
+    assert (
+        retry.status_code == 202
+        and retry.json()["round"] == 1
+        and retry.json()["job_id"] != started["job_id"]
+    )
+    _broker_messages(settings)
+
+
+def test_training_set_is_the_snapshot_taken_at_close(client, database, tmp_path) -> None:
+    """Labeled boxes weight 1, unlabeled predictions noisy, background excluded, later answers not seen."""
+    project, images = _project_with_seed(client, database, tmp_path)
+    pid = project["id"]
+    box_ids = seed_pool(database, pid, [images[1]["id"], images[2]["id"]], 3)
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a", "k": 6}).json()["queries"]
+    by_box = {q["box_id"]: q for q in queries}
+    # image 2 (higher informativeness, served first): one adjusted, one background, one left
+    img2 = [b for b in box_ids[3:]]
+    client.post(
+        f"/v1/projects/{pid}/labels",
+        json={
+            "labels": [
+                {
+                    "query_id": by_box[img2[0]]["query_id"],
+                    "action": "adjust",
+                    "bbox": [0, 0, 8, 8],
+                    "label": "dog",
+                },
+                {"query_id": by_box[img2[1]]["query_id"], "action": "background"},
+            ]
+        },
+    )
+    client.post(f"/v1/projects/{pid}/rounds")
+    # answered after the close: must not change what round 1 trains on
+    client.post(
+        f"/v1/projects/{pid}/labels",
+        json={
+            "labels": [
+                {
+                    "query_id": by_box[img2[2]]["query_id"],
+                    "action": "adjust",
+                    "bbox": [30, 1, 40, 9],
+                    "label": "cat",
+                },
+                {"query_id": by_box[box_ids[0]]["query_id"], "action": "accept"},
+            ]
+        },
+    )
+    with database.transaction() as session:
+        round_ = session.query(Round).filter_by(project_id=pid, number=1).one()
+        training = {t.image_id: t for t in snapshot.training_set(session, pid, round_.snapshot_event_id)}
+    assert set(training) == {images[0]["id"], images[2]["id"]}  # image 1 got its label after the close
+    boxes = training[images[2]["id"]].boxes
+    assert [(b.box_id, b.noisy, b.label) for b in boxes] == [(img2[0], False, 1), (img2[2], True, 0)]
+    assert boxes[0].bbox == [0, 0, 8, 8]
+    assert boxes[1].bbox == [14.0, 2.0, 19.0, 20.0]  # predicted coordinates, not the later answer
+    assert [(b.noisy, b.bbox) for b in training[images[0]["id"]].boxes] == [(False, [1, 1, 9, 9])]
+
+
+def test_concurrent_closers_cannot_both_start_a_round(database, client, tmp_path) -> None:
+    project, _ = _project_with_seed(client, database, tmp_path)
+    with database.transaction() as session:
+        service.start_next_round(session, get_project(session, project["id"]))
+    with database.transaction() as session, pytest.raises(Conflict):
+        service.start_next_round(session, session.get(Project, project["id"]))

@@ -1,0 +1,70 @@
+"""The simulated oracle on hand-made cases with known answers (DESIGN.md, "Simulated oracle")."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from oracle.answers import GroundTruth, Oracle
+from oracle.cost import CostModel
+from oracle.report import crossing
+
+CAT = GroundTruth([0.0, 0.0, 10.0, 10.0], "cat")
+DOG = GroundTruth([20.0, 0.0, 30.0, 10.0], "dog")
+
+
+def _query(bbox: list[float], qid: int = 1, image: str = "a", unit: str = "box") -> dict:
+    return {"query_id": qid, "unit": unit, "image": {"external_id": image}, "bbox": bbox}
+
+
+def test_iou_just_above_half_is_adjusted_to_the_ground_truth() -> None:
+    oracle = Oracle({"a": [CAT, DOG]})
+    # [0, 0, 10, 5.1] against the 10x10 cat: IoU 0.51
+    answer = oracle.answer(_query([0.0, 0.0, 10.0, 5.1]))
+    assert answer == {
+        "query_id": 1,
+        "action": "adjust",
+        "bbox": CAT.bbox,
+        "label": "cat",
+        "duration_ms": 7000,
+    }
+
+
+def test_iou_just_below_half_is_background_with_coordinates_unchanged() -> None:
+    oracle = Oracle({"a": [CAT, DOG]})
+    answer = oracle.answer(_query([0.0, 0.0, 10.0, 4.9]))  # IoU 0.49
+    assert answer == {"query_id": 1, "action": "background", "duration_ms": 1600}
+    assert oracle.obtained["a"] == set()
+
+
+def test_the_best_overlap_wins_and_a_second_query_on_one_object_is_a_duplicate() -> None:
+    oracle = Oracle({"a": [CAT, DOG]})
+    first = oracle.answer(_query([19.0, 0.0, 30.0, 10.0], qid=1))  # the dog, IoU 0.91
+    second = oracle.answer(_query([21.0, 1.0, 30.0, 10.0], qid=2))  # the dog again
+    assert first["action"] == "adjust" and first["label"] == "dog"
+    assert second == {"query_id": 2, "action": "duplicate", "duration_ms": 1600}
+
+
+def test_an_image_query_gets_every_object_not_yet_obtained() -> None:
+    oracle = Oracle({"a": [CAT, DOG], "b": [DOG]}, CostModel(image_base_s=1.0, image_per_box_s=7.0))
+    oracle.answer(_query([0.0, 0.0, 10.0, 9.0], qid=1))  # the cat is obtained by a box query
+    answer = oracle.answer({"query_id": 5, "unit": "image", "image": {"external_id": "a"}})
+    assert answer == {
+        "query_id": 5,
+        "action": "label_all",
+        "boxes": [{"bbox": DOG.bbox, "label": "dog"}],
+        "duration_ms": 8000,
+    }
+    empty = oracle.answer({"query_id": 6, "unit": "image", "image": {"external_id": "c"}})
+    assert empty["boxes"] == [] and empty["duration_ms"] == 1000
+    oracle.mark_labeled("b")
+    assert oracle.answer(_query([20.0, 0.0, 30.0, 10.0], image="b"))["action"] == "duplicate"
+
+
+def test_crossing_interpolates_between_rounds() -> None:
+    curve = np.array([[100.0, 0.2], [200.0, 0.4], [300.0, 0.5]])
+    assert crossing(curve, 0.3) == 150.0
+    assert crossing(curve, 0.1) == 100.0
+    assert crossing(curve, 0.5) == 300.0
+    assert math.isnan(crossing(curve, 0.6))

@@ -1,0 +1,55 @@
+"""`boxal simulate --preset smoke` end to end: an embedded server and worker, the oracle over HTTP.
+Asserts the outputs and the curves' shape, not particular mAP values."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_smoke_preset_writes_every_output_with_well_formed_curves(tmp_path: Path) -> None:
+    out = tmp_path / "smoke"
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "simulate", "--preset", "smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in (
+        "rounds.jsonl",
+        "rounds.csv",
+        "summary.md",
+        "experiment.json",
+        "map50_vs_boxes_obtained.png",
+        "map50_vs_queries_answered.png",
+        "map50_vs_seconds.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    with (out / "rounds.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
+    assert {r["arm"] for r in rows} == {"initial", "box/random", "image/random"}
+    for arm in ("box/random", "image/random"):
+        curve = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["round"])
+        assert [r["round"] for r in curve] == [1, 2, 3]  # the initial model's round, then two AL rounds
+        for key in ("boxes_obtained", "queries_answered", "seconds"):
+            values = [r[key] for r in curve]
+            assert values == sorted(values), (arm, key, values)  # label counts never go down
+        assert [r["queries_answered"] for r in curve] == ([0, 8, 16] if arm == "box/random" else [0, 2, 4])
+        assert all(0 <= r["map50"] <= 1 and 0 <= r["map"] <= r["map50"] for r in curve)
+    initial = next(r for r in rows if r["arm"] == "initial")
+    assert all(r["boxes_obtained"] == initial["boxes_obtained"] for r in rows if r["round"] == 1)
+    image = [r for r in rows if r["arm"] == "image/random"]
+    assert max(r["boxes_obtained"] for r in image) > initial["boxes_obtained"]  # image queries obtain boxes
+    summary = (out / "summary.md").read_text()
+    assert "| level | mAP@0.5 | box/random | image/random | box saving vs image |" in summary

@@ -1,0 +1,240 @@
+"""The annotation page, driven in headless Chromium (Debian's, through Playwright) as a person would use
+it; then the API is asked what was recorded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from PIL import ImageDraw
+from sqlalchemy import select, update
+
+from app.auth.service import create_token
+from app.models import Box, Query, utcnow
+from tests.conftest import BCCD
+from tests.factories import create_project
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no chromium installed"),
+]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# (x1, y1, x2, y2, informativeness) of the predicted boxes, served highest first
+CANDIDATES = [
+    (40, 40, 120, 110, 0.9),
+    (160, 50, 230, 130, 0.8),
+    (260, 30, 300, 90, 0.7),
+    (60, 140, 140, 220, 0.6),
+    (180, 150, 250, 220, 0.5),
+    (270, 150, 310, 210, 0.4),
+    (20, 20, 60, 60, 0.3),
+    (200, 10, 240, 40, 0.2),
+]
+
+
+def _picture(path: Path) -> tuple[Path, list[tuple[float, float, float, float, float]]]:
+    """A 320x240 picture and candidate boxes: a BCCD blood-cell photograph with boxes taken from its ground
+    truth (shifted, as a model's would be) when the data set is beside the project, else drawn shapes."""
+    if (BCCD / "JPEGImages" / "BloodImage_00001.jpg").exists():
+        from app.formats.voc import parse_voc_xml
+
+        PILImage.open(BCCD / "JPEGImages" / "BloodImage_00001.jpg").convert("RGB").resize((320, 240)).save(
+            path
+        )
+        objects = parse_voc_xml(BCCD / "Annotations" / "BloodImage_00001.xml").objects
+        boxes = [[v / 2 for v in o.bbox] for o in objects if o.defect is None]
+        candidates = [
+            (max(0, x1 + 3), max(0, y1 - 2), min(320, x2 + 4), min(240, y2 - 1), 0.9 - 0.1 * i)
+            for i, (x1, y1, x2, y2) in enumerate(boxes[:8])
+        ]
+        if len(candidates) == 8 and all(c[2] - c[0] > 15 and c[3] - c[1] > 15 for c in candidates):
+            return path, candidates
+    image = PILImage.new("RGB", (320, 240), (70, 80, 90))
+    draw = ImageDraw.Draw(image)
+    for x1, y1, x2, y2, _ in CANDIDATES:
+        draw.rectangle([x1 + 4, y1 + 4, x2 - 4, y2 - 4], fill=(200, 170, 60))
+    image.save(path)
+    return path, CANDIDATES
+
+
+@pytest.fixture
+def world(client, database, live_server, tmp_path: Path):
+    boxes = create_project(client, name="cells", classes=["rbc", "wbc"], round_size=100, lease_ttl_s=600)
+    whole = create_project(client, name="slides", classes=["rbc", "wbc"], unit="image")
+    picture, candidates = _picture(tmp_path / "cells.png")
+    box_image = client.post(
+        f"/v1/projects/{boxes['id']}/images", json={"images": [{"uri": f"file://{picture}"}]}
+    ).json()["images"][0]
+    client.post(
+        f"/v1/projects/{whole['id']}/images",
+        json={"images": [{"uri": f"file://{picture}", "external_id": "s1"}]},
+    )
+    with database.transaction() as session:
+        for x1, y1, x2, y2, informativeness in candidates:
+            session.add(
+                Box(
+                    project_id=boxes["id"],
+                    image_id=box_image["id"],
+                    source="predicted",
+                    status="unlabeled",
+                    x1=x1,
+                    y1=y1,
+                    x2=x2,
+                    y2=y2,
+                    label=0,
+                    score=0.6,
+                    informativeness=informativeness,
+                )
+            )
+        _, token = create_token(session, "ana", "annotator", [boxes["id"], whole["id"]])
+    return {"boxes": boxes["id"], "whole": whole["id"], "token": token, "url": live_server.url}
+
+
+def _current(page) -> dict:
+    return page.evaluate(
+        "() => ({id: window.boxal.current?.query_id, unit: window.boxal.current?.unit,"
+        " bbox: window.boxal.current?.bbox, box_id: window.boxal.current?.box_id})"
+    )
+
+
+def _press(page, key: str) -> None:
+    before = _current(page)["id"]
+    page.keyboard.press(key)
+    page.wait_for_function(f"() => window.boxal.current && window.boxal.current.query_id !== {before}")
+
+
+def _screen(page, point: list[float]) -> tuple[float, float]:
+    """Where an image point is on the screen (the canvas may be scaled by CSS)."""
+    x, y = page.evaluate(f"() => window.boxal.toCanvas({point})")
+    rect = page.locator("#canvas").bounding_box()
+    width = page.evaluate("() => document.getElementById('canvas').width")
+    scale = rect["width"] / width
+    return rect["x"] + x * scale, rect["y"] + y * scale
+
+
+def test_annotating_through_the_page_records_exactly_those_answers(client, database, world, tmp_path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{world['url']}/ui/")
+        page.fill("#token", world["token"])
+        page.fill("#annotator", "someone else")  # an annotator token records its own name whatever this says
+        page.click("button[type=submit]")
+        page.wait_for_function("() => window.boxal.current && window.boxal.current.unit === 'box'")
+        assert page.locator("#progress").inner_text().startswith("round 0")
+
+        seen = []
+        seen.append(_current(page))
+        _press(page, "a")  # 1: accept as predicted
+
+        seen.append(_current(page))  # 2: drag the bottom-right corner, then accept: sent as adjust
+        x2, y2 = seen[-1]["bbox"][2], seen[-1]["bbox"][3]
+        start = _screen(page, [x2, y2])
+        end = _screen(page, [x2 + 12, y2 + 9])
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
+        page.mouse.move(*end)
+        page.mouse.up()
+        dragged = page.evaluate("() => window.boxal.box")
+        page.screenshot(path=str(tmp_path / "ui.png"))  # mid-task, for the README
+        _press(page, "a")
+
+        seen.append(_current(page))
+        _press(page, "b")  # 3: background
+        seen.append(_current(page))
+        _press(page, "d")  # 4: duplicate
+        seen.append(_current(page))
+        _press(page, "s")  # 5: skip: given back, not answered
+        seen.append(_current(page))
+        page.keyboard.press("2")  # 6: change the class to wbc, then accept: sent as adjust
+        _press(page, "a")
+
+        # 7: the lease runs out and someone else takes the box: the answer gets 409, the page goes on
+        taken = _current(page)
+        with database.transaction() as session:
+            session.execute(
+                update(Box).where(Box.id == taken["box_id"]).values(lease_expires_at=utcnow() - timedelta(1))
+            )
+            session.execute(
+                update(Query).where(Query.id == taken["id"]).values(expires_at=utcnow() - timedelta(1))
+            )
+        other = client.post(
+            f"/v1/projects/{world['boxes']}/queries", json={"k": 8, "annotator": "bob"}
+        ).json()
+        assert taken["box_id"] in [q["box_id"] for q in other["queries"]]
+        _press(page, "a")
+        assert "Not recorded" in page.locator("#message").inner_text()
+
+        page.select_option("#project", str(world["whole"]))  # the image query of the other project
+        page.wait_for_function("() => window.boxal.current && window.boxal.current.unit === 'image'")
+        page.keyboard.press("2")
+        corner, far = _screen(page, [30, 140]), _screen(page, [150, 225])
+        page.mouse.move(*corner)
+        page.mouse.down()
+        page.mouse.move(*far, steps=5)
+        page.mouse.up()
+        drawn = page.evaluate("() => window.boxal.boxes.map(b => b.bbox)")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "() => document.getElementById('message').textContent.includes('label_all recorded')"
+        )
+        page.close(run_before_unload=True)  # the page gives back what it still holds
+        browser.close()
+
+    events = client.get(f"/v1/projects/{world['boxes']}/labels").json()["items"]
+    answers = [
+        (e["query_id"], e["action"], e["after"]["bbox"], e["after"]["label"], e["annotator"]) for e in events
+    ]
+    assert answers == [
+        (seen[0]["id"], "accept", seen[0]["bbox"], 0, "ana"),
+        (seen[1]["id"], "adjust", dragged, 0, "ana"),
+        (seen[2]["id"], "background", seen[2]["bbox"], 0, "ana"),
+        (seen[3]["id"], "duplicate", seen[3]["bbox"], 0, "ana"),
+        (seen[5]["id"], "adjust", seen[5]["bbox"], 1, "ana"),
+    ]
+    assert (
+        dragged[2] > seen[1]["bbox"][2] + 8 and dragged[3] > seen[1]["bbox"][3] + 5
+    )  # the drag moved the corner
+    assert all(e["duration_ms"] is not None and e["duration_ms"] >= 0 for e in events)
+    whole = client.get(f"/v1/projects/{world['whole']}/labels").json()["items"]
+    assert len(whole) == 1 and whole[0]["action"] == "label_all" and whole[0]["annotator"] == "ana"
+    recorded = [(b["bbox"], b["label"]) for b in whole[0]["after"]["boxes"]]
+    assert recorded == [(drawn[0], 1)]
+    assert abs(drawn[0][0] - 30) < 2 and abs(drawn[0][3] - 225) < 2
+    with database.transaction(write=False) as session:
+        states = dict(session.execute(select(Query.id, Query.state)).all())
+        held = session.scalars(
+            select(Query.id).where(
+                Query.state == "leased", Query.annotator == "ana", Query.expires_at > utcnow()
+            )
+        ).all()
+    assert states[seen[4]["id"]] == "released"  # the skip
+    assert held == []  # closing the page gave its prefetched leases back
+    if os.environ.get("BOXAL_UI_SCREENSHOT"):
+        shutil.copy(tmp_path / "ui.png", os.environ["BOXAL_UI_SCREENSHOT"])
+
+
+def test_the_page_is_served_without_a_token_and_holds_no_data(client) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(client.app) as anonymous:
+        page = anonymous.get("/ui/")
+        assert page.status_code == 200 and "boxal" in page.text and "Authorization" not in page.text
+        assert anonymous.get("/ui/app.js").status_code == 200
+        assert anonymous.get("/v1/projects").status_code == 401

@@ -1,0 +1,153 @@
+"""The dampened loss against stock torchvision, and its properties (DESIGN.md, "The dampened loss")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from worker.engine.data import Item, apply_noisy_mode
+from worker.engine.detector import Detector, build_detector
+from worker.engine.losses import NOISY_ANCHOR, anchor_weights, fastrcnn_loss, focal_loss, rpn_loss
+from worker.engine.presets import get_preset
+
+ARCHS = ["faster_rcnn", "retinanet"]
+TOL = 1e-6
+
+
+def _pair(arch: str) -> tuple[Detector, Detector]:
+    """A dampened detector and a stock torchvision one with identical weights."""
+    preset = get_preset(f"{arch}_r18_fpn_lite")
+    torch.manual_seed(0)
+    dampened = build_detector(preset, 3, pretrained=False, min_size=128, max_size=128)
+    stock = build_detector(preset, 3, pretrained=False, min_size=128, max_size=128, dampened=False)
+    stock.model.load_state_dict(dampened.model.state_dict())
+    return dampened, stock
+
+
+def _batch() -> tuple[list[Tensor], list[Item]]:
+    torch.manual_seed(1)
+    images = [torch.rand(3, 128, 128) for _ in range(3)]
+    items = [
+        Item("a", [[10, 12, 50, 60], [60, 62, 110, 120], [20, 70, 45, 100]], [0, 2, 1], [False, True, False]),
+        Item("b", [[5, 5, 40, 40], [70, 20, 120, 90]], [1, 1], [True, True]),
+        Item("c", [], [], []),  # an image with no objects
+    ]
+    return images, items
+
+
+def _losses(
+    detector: Detector,
+    images: list[Tensor],
+    items: list[Item],
+    lambda_d: float = 1.0,
+    ignore_noisy: bool = False,
+) -> dict[str, Tensor]:
+    detector.set_lambda(lambda_d)
+    detector.model.train()
+    targets = []
+    for item in items:
+        noisy = [False] * len(item.noisy) if ignore_noisy else item.noisy
+        targets.append(
+            detector.target(
+                torch.tensor(item.boxes, dtype=torch.float32).reshape(-1, 4),
+                torch.tensor(item.labels, dtype=torch.int64),
+                torch.tensor(noisy),
+            )
+        )
+    torch.manual_seed(123)  # the samplers draw the same anchors and proposals every time
+    return detector.losses(images, targets)
+
+
+def _grads(detector: Detector, losses: dict[str, Tensor]) -> Tensor:
+    detector.model.zero_grad()
+    sum(losses.values()).backward()
+    return torch.cat([p.grad.flatten() for p in detector.model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_without_noisy_boxes_every_term_equals_stock_torchvision(arch: str) -> None:
+    dampened, stock = _pair(arch)
+    images, items = _batch()
+    clean = [Item(i.path, i.boxes, i.labels) for i in items]
+    ours = _losses(dampened, images, clean, lambda_d=0.5)
+    theirs = _losses(stock, images, clean)
+    assert set(ours) == set(theirs) and len(ours) == (4 if arch == "faster_rcnn" else 2)
+    for name in theirs:
+        assert abs(ours[name].item() - theirs[name].item()) <= TOL, (name, ours[name], theirs[name])
+        assert theirs[name].item() > 0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_full_is_lambda_one_and_drop_removes_noisy_boxes(arch: str) -> None:
+    dampened, stock = _pair(arch)
+    images, items = _batch()
+    as_labels = _losses(stock, images, [apply_noisy_mode(i, "full") for i in items])
+    at_one = _losses(dampened, images, items, lambda_d=1.0)
+    dropped = _losses(stock, images, [apply_noisy_mode(i, "drop") for i in items])
+    drop_ours = _losses(dampened, images, [apply_noisy_mode(i, "drop") for i in items], lambda_d=0.5)
+    at_zero = _losses(dampened, images, items, lambda_d=0.0)
+    for name in as_labels:
+        assert abs(at_one[name].item() - as_labels[name].item()) <= TOL, name
+        assert abs(drop_ours[name].item() - dropped[name].item()) <= TOL, name
+    # dropping is not the same as dampening to zero: dropped boxes' regions train as background
+    assert any(abs(at_zero[n].item() - dropped[n].item()) > 1e-4 for n in dropped)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_loss_and_gradient_are_linear_in_lambda(arch: str) -> None:
+    dampened, _ = _pair(arch)
+    images, items = _batch()
+    at = {lam: _losses(dampened, images, items, lambda_d=lam) for lam in (0.0, 0.25, 0.5, 1.0)}
+    grads = {lam: _grads(dampened, at[lam]) for lam in (0.0, 0.25, 1.0)}
+    for lam in (0.25, 0.5):
+        for name in at[0.0]:
+            expected = at[0.0][name] + lam * (at[1.0][name] - at[0.0][name])
+            assert abs(at[lam][name].item() - expected.item()) <= TOL, (lam, name)
+    noisy_part = grads[1.0] - grads[0.0]
+    assert noisy_part.abs().max() > 1e-4  # the noisy boxes do contribute at lambda 1
+    assert torch.allclose(grads[0.25] - grads[0.0], 0.25 * noisy_part, atol=1e-6)
+
+
+def test_rpn_noisy_anchors_get_zero_gradient_at_lambda_zero_and_stay_foreground() -> None:
+    objectness = torch.tensor([[2.0], [-1.0], [0.5], [0.3], [-0.7]], requires_grad=True)
+    deltas = torch.randn(5, 4, requires_grad=True)
+    labels = [torch.tensor([1.0, 0.0, NOISY_ANCHOR, NOISY_ANCHOR, 0.0])]
+    targets = [torch.randn(5, 4)]
+    pos, neg = torch.tensor([0, 2, 3]), torch.tensor([1, 4])
+    objectness_loss, box_loss = rpn_loss(objectness, deltas, labels, targets, pos, neg, lambda_d=0.0)
+    (objectness_loss + box_loss).backward()
+    assert objectness.grad[2:4].abs().max() == 0 and deltas.grad[2:4].abs().max() == 0
+    assert objectness.grad[[0, 1, 4]].abs().min() > 0
+    # normalised by all 5 sampled anchors, as stock: the labeled anchors' share of the stock mean
+    stock = (
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            objectness.detach().flatten()[[0, 1, 4]], torch.tensor([1.0, 0.0, 0.0]), reduction="sum"
+        )
+        / 5
+    )
+    assert abs(objectness_loss.item() - stock.item()) <= TOL
+
+
+def test_roi_and_focal_losses_weight_noisy_samples() -> None:
+    logits = torch.randn(4, 3, requires_grad=True)
+    regression = torch.randn(4, 12, requires_grad=True)
+    labels = [torch.tensor([1, 2, 0, 2])]
+    weights = [anchor_weights(torch.tensor([False, True]), torch.tensor([0, 1, 0, 1]), labels[0] > 0, 0.0)]
+    assert weights[0].tolist() == [1.0, 0.0, 1.0, 0.0]  # background keeps weight 1 even if matched to 0
+    cls, box = fastrcnn_loss(logits, regression, labels, [torch.randn(4, 4)], weights)
+    (cls + box).backward()
+    assert logits.grad[[1, 3]].abs().max() == 0 and logits.grad[[0, 2]].abs().min() > 0
+
+    cls_logits = torch.randn(1, 5, 3, requires_grad=True)
+    target = {
+        "boxes": torch.zeros(2, 4),
+        "labels": torch.tensor([0, 2]),
+        "noisy": torch.tensor([False, True]),
+    }
+    matched = [torch.tensor([0, 1, -1, -2, 1])]
+    loss = focal_loss(cls_logits, [target], matched, lambda_d=0.0, between_thresholds=-2)
+    loss.backward()
+    grad = cls_logits.grad[0]
+    assert grad[[1, 4]].abs().max() == 0 and grad[3].abs().max() == 0  # noisy, and ignored
+    assert grad[0].abs().min() > 0 and grad[2].abs().min() > 0  # labeled and background

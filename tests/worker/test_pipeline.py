@@ -1,0 +1,163 @@
+"""The round stages run in process (the functions the Celery tasks call), on SQLite and PostgreSQL:
+pool policies, strategies at both units, and idempotence."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models import Box, Image, Round, Shard
+from app.projects.service import get_project
+from app.rounds import service as rounds
+from worker import pipeline
+from worker.context import WorkerContext
+from worker.engine.digits import CLASSES, generate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory):
+    return generate(tmp_path_factory.mktemp("scenes"), train_images=10, test_images=3, size=96, seed=4)
+
+
+@pytest.fixture
+def ctx(settings, database):
+    context = WorkerContext(settings.model_copy(update={"shard_images": 3}))
+    context.__dict__["db"] = database
+    return context
+
+
+def _project(client, scenes, **settings) -> int:
+    from tests.worker.loop import digit_project
+
+    pid, _ = digit_project(client, scenes, pool=10, initial=3, test=3, **settings)
+    return pid
+
+
+def _run_round(ctx: WorkerContext, job_id: str) -> None:
+    """What the tasks do, in order, in this process."""
+    queue = [("run", [job_id])]
+    while queue:
+        name, args = queue.pop(0)
+        if name == "run" or name == "boxal.round.run":
+            queue += pipeline.route(ctx, args[0])
+        elif name == pipeline.TASK_TRAIN:
+            pipeline.train_round(ctx, args[0])
+            queue.append(("run", args))
+        elif name == pipeline.TASK_SCORE:
+            if pipeline.score_shard(ctx, *args):
+                queue.append((pipeline.TASK_RANK, [args[0]]))
+        elif name == pipeline.TASK_RANK:
+            pipeline.rank_round(ctx, args[0])
+            queue.append((pipeline.TASK_EVALUATE, args))
+        elif name == pipeline.TASK_EVALUATE:
+            pipeline.evaluate_round(ctx, args[0])
+
+
+def _start(ctx: WorkerContext, pid: int) -> str:
+    with ctx.db.transaction() as session:
+        _, job = rounds.start_next_round(session, get_project(session, pid))
+        return job.id
+
+
+def _answer_top(client, pid: int, k: int) -> list[dict]:
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"k": k, "annotator": "t"}).json()["queries"]
+    labels = [
+        {
+            "query_id": q["query_id"],
+            "action": "adjust" if i % 2 == 0 else "background",
+            **({"bbox": q["bbox"], "label": q["label"]} if i % 2 == 0 else {}),
+        }
+        for i, q in enumerate(queries)
+    ]
+    client.post(f"/v1/projects/{pid}/labels", json={"labels": labels}).raise_for_status()
+    return queries
+
+
+def test_fixed_pool_is_predicted_once_and_stages_are_idempotent(client, ctx, scenes) -> None:
+    pid = _project(client, scenes, round_size=1000)
+    job = _start(ctx, pid)
+    _run_round(ctx, job)
+    with ctx.db.transaction(write=False) as session:
+        boxes = session.scalar(select(func.count()).select_from(Box).where(Box.source == "predicted"))
+        round1 = session.scalars(select(Round).where(Round.number == 1)).one()
+    assert boxes > 0 and round1.state == "open"
+    # every stage again: nothing changes, nothing is written twice
+    for index in range(4):
+        with pytest.raises(pipeline.Skip):
+            pipeline.score_shard(ctx, job, index, 4)
+    with pytest.raises(pipeline.Skip):
+        pipeline.rank_round(ctx, job)
+    with pytest.raises(pipeline.Skip):
+        pipeline.train_round(ctx, job)
+    assert pipeline.route(ctx, job) == []
+    _answer_top(client, pid, 4)
+    job2 = _start(ctx, pid)
+    _run_round(ctx, job2)
+    with ctx.db.transaction(write=False) as session:
+        again = session.scalar(select(func.count()).select_from(Box).where(Box.source == "predicted"))
+        versions = set(session.scalars(select(Box.model_version).where(Box.status == "unlabeled")))
+        round2 = session.scalars(select(Round).where(Round.number == 2)).one()
+    assert again == boxes  # fixed: U_B comes from the first model; only its scores change
+    assert versions == {round2.model_version}
+
+
+def test_refresh_repredicts_and_keeps_answers(client, ctx, scenes) -> None:
+    pid = _project(client, scenes, round_size=1000, pool_policy="refresh")
+    _run_round(ctx, _start(ctx, pid))
+    answered = _answer_top(client, pid, 4)
+    _run_round(ctx, _start(ctx, pid))
+    with ctx.db.transaction(write=False) as session:
+        kept = {
+            b.id: b for b in session.scalars(select(Box).where(Box.id.in_([q["box_id"] for q in answered])))
+        }
+        unlabeled = list(
+            session.scalars(select(Box).where(Box.status == "unlabeled", Box.source == "predicted"))
+        )
+        images = set(
+            session.scalars(select(Image.predicted_round).where(Image.split == "pool", ~Image.fully_labeled))
+        )
+    assert len(kept) == 4 and {b.status for b in kept.values()} == {"labeled", "background"}
+    assert {b.round_predicted for b in unlabeled} == {2} and images == {2}
+    from app.formats.geometry import iou
+
+    for box in unlabeled:  # no new prediction sits on an answered box
+        assert all(iou(box.bbox, a.bbox) < 0.5 for a in kept.values() if a.image_id == box.image_id)
+
+
+@pytest.mark.parametrize("unit", ["box", "image"])
+def test_coreset_ranks_by_distance_at_both_units(client, ctx, scenes, unit: str) -> None:
+    pid = _project(client, scenes, strategy="coreset", unit=unit, round_size=3)
+    _run_round(ctx, _start(ctx, pid))
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"k": 5, "annotator": "t"}).json()["queries"]
+    scores = [q["informativeness"] for q in queries]
+    assert queries and all(s is not None for s in scores) and scores == sorted(scores, reverse=True)
+    assert {q["unit"] for q in queries} == {unit}
+    # the round's K=3 greedy picks come first, at strictly decreasing distances, above all the rest
+    # (the rest may tie: detections of several classes from one proposal share its FC2 feature)
+    assert scores[0] > scores[1] > scores[2] > scores[3]
+
+
+@pytest.mark.parametrize("strategy", ["random", "least_confidence", "entropy", "margin"])
+def test_image_unit_reduces_box_scores(client, ctx, scenes, strategy: str) -> None:
+    pid = _project(client, scenes, strategy=strategy, unit="image", reduction="max")
+    _run_round(ctx, _start(ctx, pid))
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"k": 10, "annotator": "t"}).json()["queries"]
+    assert len(queries) == 7 and all(q["unit"] == "image" for q in queries)  # 10 pool images, 3 labeled
+    scores = [q["informativeness"] for q in queries]
+    assert scores == sorted(scores, reverse=True) and max(scores) > 0
+    with ctx.db.transaction(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Shard).where(Shard.done)) == 4
+
+
+def test_settings_reject_box_coreset_on_retinanet(client) -> None:
+    response = client.post(
+        "/v1/projects",
+        json={
+            "name": "r",
+            "classes": CLASSES,
+            "settings": {"model": "retinanet_r18_fpn_lite", "strategy": "coreset", "unit": "box"},
+        },
+    )
+    assert response.status_code == 422 and "RetinaNet" in response.json()["detail"]

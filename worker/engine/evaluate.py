@@ -1,0 +1,93 @@
+"""mAP on a test set with pycocotools (never a hand-written mAP)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from worker.engine.data import Item, load_image
+from worker.engine.detector import Detector
+from worker.engine.inference import predict
+
+EVAL_THRESHOLD = 0.01
+
+
+def coco_map(
+    items: list[Item], detections: list[tuple[list[list[float]], list[int], list[float]]], num_classes: int
+) -> dict[str, float]:
+    """COCO mAP@[.5:.95] and mAP@0.5 of per-image (boxes xyxy, labels 0..C-1, scores) against items."""
+    images, annotations, results = [], [], []
+    for index, (item, (boxes, labels, scores)) in enumerate(zip(items, detections, strict=True)):
+        width, height = item.width, item.height
+        if width is None or height is None:
+            _, height, width = load_image(item.path).shape
+        images.append({"id": index + 1, "width": width, "height": height})
+        for box, label in zip(item.boxes, item.labels, strict=True):
+            x1, y1, x2, y2 = box
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": label + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+        for box, label, score in zip(boxes, labels, scores, strict=True):
+            x1, y1, x2, y2 = box
+            results.append(
+                {
+                    "image_id": index + 1,
+                    "category_id": label + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
+                }
+            )
+    if not annotations:
+        raise ValueError("the test set has no ground-truth boxes")
+    gt = COCO()
+    gt.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        if not results:
+            return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+        dt = gt.loadRes(results)
+        evaluator = COCOeval(gt, dt, iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = [max(0.0, float(v)) for v in evaluator.stats]
+    return {"map": stats[0], "map50": stats[1], "map75": stats[2]}
+
+
+def evaluate(
+    detector: Detector,
+    items: list[Item],
+    *,
+    batch_size: int = 4,
+    device: str = "auto",
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    detections = predict(
+        detector,
+        [item.path for item in items],
+        EVAL_THRESHOLD,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    as_lists = [(d.boxes.tolist(), d.labels.tolist(), d.scores.tolist()) for d in detections]
+    out = coco_map(items, as_lists, detector.num_classes)
+    out["test_images"] = float(len(items))
+    out["test_boxes"] = float(np.sum([len(item.boxes) for item in items]))
+    return out

@@ -1,0 +1,98 @@
+"""RetinaNet + FPN with the dampened loss: torchvision's heads, subclassed, its matcher unchanged."""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.retinanet import (
+    RetinaNet,
+    RetinaNetClassificationHead,
+    RetinaNetHead,
+    RetinaNetRegressionHead,
+)
+
+from worker.engine.backbone import build_backbone
+from worker.engine.faster_rcnn import IMAGE_MEAN, IMAGE_STD
+from worker.engine.losses import box_regression_loss, focal_loss
+from worker.engine.presets import Preset
+
+
+class DampenedClassificationHead(RetinaNetClassificationHead):
+    lambda_d: float = 1.0
+
+    def compute_loss(self, targets, head_outputs, matched_idxs):  # type: ignore[no-untyped-def]
+        return focal_loss(
+            head_outputs["cls_logits"], targets, matched_idxs, self.lambda_d, self.BETWEEN_THRESHOLDS
+        )
+
+
+class DampenedRegressionHead(RetinaNetRegressionHead):
+    lambda_d: float = 1.0
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs):  # type: ignore[no-untyped-def]
+        if self._loss_type not in ("l1", "smooth_l1"):
+            raise ValueError(
+                f"the dampened RetinaNet box loss supports l1 and smooth_l1, not {self._loss_type}"
+            )
+        return box_regression_loss(
+            head_outputs["bbox_regression"],
+            anchors,
+            targets,
+            matched_idxs,
+            self.box_coder.encode_single,
+            self._loss_type,
+            self.lambda_d,
+        )
+
+
+class DampenedRetinaNetHead(RetinaNetHead):
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int = 4) -> None:
+        nn.Module.__init__(self)
+        self.classification_head = DampenedClassificationHead(in_channels, num_anchors, num_classes)
+        self.regression_head = DampenedRegressionHead(in_channels, num_anchors)
+        for head in (self.classification_head, self.regression_head):
+            head.conv = head.conv[:num_convs]
+
+
+def build_retinanet(
+    preset: Preset,
+    num_classes: int,
+    *,
+    pretrained: bool,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    dampened: bool = True,
+) -> RetinaNet:
+    """``num_classes`` foreground classes, labels 0..C-1 (RetinaNet has no background logit)."""
+    backbone = build_backbone(preset, pretrained=pretrained)
+    levels = len(preset.returned_layers) + 2  # P6, P7
+    sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in preset.anchor_sizes[:levels])
+    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * levels)
+    num_anchors = anchors.num_anchors_per_location()[0]
+    if dampened:
+        head: RetinaNetHead = DampenedRetinaNetHead(
+            backbone.out_channels, num_anchors, num_classes, preset.retinanet_convs
+        )
+    else:
+        head = RetinaNetHead(backbone.out_channels, num_anchors, num_classes)
+        for sub in (head.classification_head, head.regression_head):
+            sub.conv = sub.conv[: preset.retinanet_convs]
+    model = RetinaNet(
+        backbone,
+        num_classes,
+        min_size=min_size or preset.min_size,
+        max_size=max_size or preset.max_size,
+        image_mean=IMAGE_MEAN,
+        image_std=IMAGE_STD,
+        anchor_generator=anchors,
+        head=head,
+        detections_per_img=preset.detections_per_img,
+        score_thresh=0.05,
+    )
+    return model
+
+
+def set_lambda(model: nn.Module, lambda_d: float) -> None:
+    for module in model.modules():
+        if isinstance(module, DampenedClassificationHead | DampenedRegressionHead):
+            module.lambda_d = lambda_d
