@@ -162,9 +162,15 @@ def wait(
     raise typer.Exit(0 if state == "succeeded" else 1)
 
 
-@cli.command()
+def _presets_help() -> str:
+    from oracle.presets import PRESETS  # light: no torch
+
+    return "Presets:\n\n" + "\n\n".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
+
+
+@cli.command(epilog=_presets_help())
 def simulate(
-    preset: Annotated[str, typer.Option(help="a preset: see boxal simulate --help")] = "smoke",
+    preset: Annotated[str, typer.Option(help="a preset, listed below")] = "smoke",
     url: Annotated[
         str | None, typer.Option(help="a running boxal server; default: start an embedded one")
     ] = None,
