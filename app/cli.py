@@ -208,6 +208,25 @@ def simulate(
         raise typer.Exit(2) from exc
 
 
+@cli.command()
+def report(
+    runs: Annotated[list[str], typer.Argument(help="experiment directories of one experiment, other seeds")],
+    out: Annotated[str, typer.Option(help="where the merged rounds, plots and summary go")],
+) -> None:
+    """Merge runs of one experiment made separately (e.g. one seed per machine) into one report."""
+    import shlex
+    from pathlib import Path
+
+    from oracle.report import merge_runs
+
+    try:
+        merge_runs([Path(r) for r in runs], Path(out), "boxal report " + shlex.join(sys.argv[2:]))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"merged {len(runs)} runs: {Path(out) / 'summary.md'}")
+
+
 def _ensure_admin(settings: Settings) -> str:
     from app.auth.service import ensure_admin_token
     from app.db import Database

@@ -187,3 +187,38 @@ def write_all(rows: list[dict[str, Any]], out: Path, title: str, command: str) -
     write_csv(rows, out / "rounds.csv")
     plot(rows, out, title)
     (out / "summary.md").write_text(summary(rows, title, command))
+
+
+def merge_runs(runs: list[Path], out: Path, command: str) -> list[dict[str, Any]]:
+    """Merge the rounds of runs of one experiment made separately (seeds run apart, on other machines or
+    at other times) into one report under ``out``: rounds.jsonl, CSV, plots and a summary whose spread
+    covers every seed. Runs must share the experiment's settings and may not repeat a seed."""
+    import json
+
+    settings, rows, commands, seen = None, [], [], {}
+    for run in runs:
+        log = run / "rounds.jsonl"
+        if not log.is_file():
+            raise ValueError(f"{run} holds no rounds.jsonl: not an experiment directory")
+        spec = json.loads((run / "experiment.json").read_text())
+        seeds = spec.pop("seeds")
+        if settings is None:
+            settings = spec
+        elif spec != settings:
+            changed = sorted(k for k in spec.keys() | settings.keys() if spec.get(k) != settings.get(k))
+            raise ValueError(f"{run} is a different experiment from {runs[0]}: {', '.join(changed)} differ")
+        for seed in seeds:
+            if seed in seen:
+                raise ValueError(f"seed {seed} is in both {seen[seed]} and {run}")
+            seen[seed] = run
+        rows += [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        summary_file = run / "summary.md"
+        header = summary_file.read_text().split("`") if summary_file.is_file() else []
+        commands.append(header[1] if len(header) > 1 else str(run))
+    out.mkdir(parents=True, exist_ok=True)
+    assert settings is not None
+    (out / "experiment.json").write_text(json.dumps({**settings, "seeds": sorted(seen)}, indent=2) + "\n")
+    (out / "rounds.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    title = f"{settings['name']}: box vs image queries ({settings['dataset']}), seeds {sorted(seen)}"
+    write_all(rows, out, title, "`; `".join([*commands, command]))
+    return rows
