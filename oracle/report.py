@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -193,8 +194,6 @@ def merge_runs(runs: list[Path], out: Path, command: str) -> list[dict[str, Any]
     """Merge the rounds of runs of one experiment made separately (seeds run apart, on other machines or
     at other times) into one report under ``out``: rounds.jsonl, CSV, plots and a summary whose spread
     covers every seed. Runs must share the experiment's settings and may not repeat a seed."""
-    import json
-
     settings, rows, commands, seen = None, [], [], {}
     for run in runs:
         log = run / "rounds.jsonl"
