@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import subprocess
 import sys
 from typing import Annotated
 
@@ -90,9 +89,8 @@ def serve(
 ) -> None:
     """Run the API and a worker beside it (embedded default: SQLite, artifacts and a serverless task
     queue under ./boxal-data)."""
-    import uvicorn
-
-    from app.main import create_app
+    from app.serving import EmbeddedWorker
+    from app.serving import serve as run_server
 
     settings = _settings()
     logging.basicConfig(
@@ -101,10 +99,10 @@ def serve(
     if migrate:
         _upgrade(settings)
     typer.echo(f"admin token: {_ensure_admin(settings)}")
-    process = None
+    embedded = None
     if worker and _worker_installed():
-        process = subprocess.Popen(worker_command(settings, "boxal-embedded@%h"))
-        typer.echo(f"worker started (pid {process.pid})")
+        embedded = EmbeddedWorker(worker_command(settings, "boxal-embedded@%h"))
+        typer.echo(f"worker started (pid {embedded.pid})")
     elif worker:
         typer.echo(
             "no worker started: the detection engine is not installed (pip install 'boxal[worker]'); "
@@ -114,27 +112,10 @@ def serve(
     host, port = host or settings.host, port or settings.port
     typer.echo(
         f"boxal serving on http://{host}:{port}  (data: {settings.resolved_data_dir}, "
-        f"database: {_redact(settings.sqlalchemy_url)}, {settings.api_workers} API process(es))"
+        f"database: {_redact(settings.sqlalchemy_url)}, {settings.api_workers} API process(es); "
+        f"on SIGTERM it stops within {settings.shutdown_grace_s:.0f} s)"
     )
-    try:
-        if settings.api_workers > 1:  # each process builds the app from the same environment
-            uvicorn.run(
-                "app.main:create_app",
-                factory=True,
-                host=host,
-                port=port,
-                workers=settings.api_workers,
-                log_level=settings.log_level,
-            )
-        else:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    run_server(settings, host, port, embedded)
 
 
 @cli.command("worker")
@@ -231,7 +212,7 @@ def _ensure_admin(settings: Settings) -> str:
     from app.auth.service import ensure_admin_token
     from app.db import Database
 
-    db = Database(settings.sqlalchemy_url)
+    db = Database.for_settings(settings)
     try:
         with db.transaction() as session:
             return ensure_admin_token(session, settings)
@@ -252,7 +233,7 @@ def token_create(
     from app.db import Database
     from app.errors import DomainError
 
-    db = Database(_settings().sqlalchemy_url)
+    db = Database.for_settings(_settings())
     try:
         with db.transaction() as session:
             row, plain = create_token(session, name, role, project or [])
@@ -271,7 +252,7 @@ def token_list() -> None:
     from app.auth.service import list_tokens
     from app.db import Database
 
-    db = Database(_settings().sqlalchemy_url)
+    db = Database.for_settings(_settings())
     try:
         with db.transaction(write=False) as session:
             for row in list_tokens(session):
@@ -289,7 +270,7 @@ def token_revoke(key: Annotated[str, typer.Argument(help="token id, or the prefi
     from app.db import Database
     from app.errors import DomainError
 
-    db = Database(_settings().sqlalchemy_url)
+    db = Database.for_settings(_settings())
     try:
         with db.transaction() as session:
             row = revoke_token(session, key)

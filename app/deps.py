@@ -66,6 +66,7 @@ def page_params(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 WriteSession = Annotated[Session, Depends(write_session)]
 ReadSession = Annotated[Session, Depends(read_session)]
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]

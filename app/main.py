@@ -25,7 +25,7 @@ from app.images.router import router as images_router
 from app.imports.router import router as imports_router
 from app.jobs.router import router as jobs_router
 from app.labels.router import router as labels_router
-from app.middleware import BodyLimit, RequestMetrics
+from app.middleware import BodyLimit, CancelOnDisconnect, RequestMetrics
 from app.projects.router import router as projects_router
 from app.queries.router import router as queries_router
 from app.rounds.router import router as rounds_router
@@ -91,11 +91,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-    db = database or Database(settings.sqlalchemy_url)
+    db = database or Database.for_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        with db.no_blocking_calls_on_this_thread():  # this is the event loop's thread
+            yield
         if database is None:
             db.dispose()
 
@@ -124,4 +125,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(CancelOnDisconnect)  # outermost: it owns the server's receive
     return app

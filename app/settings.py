@@ -43,6 +43,19 @@ class Settings(BaseSettings):
     task_time_limit_s: int = Field(2 * 3600, description="limit for scoring, ranking, evaluation tasks")
     worker_concurrency: int = Field(1, ge=1, description="tasks one worker process runs at once")
     broker_timeout_s: float = Field(3.0, description="how long enqueueing waits for the broker")
+    db_write_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="SQLite: how long a write waits for the write lock before answering 503 (busy)",
+    )
+    health_timeout_s: float = Field(
+        2.0, gt=0, description="/health reports a dependency unavailable when it takes longer to answer"
+    )
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="on SIGTERM, how long `boxal serve` lets requests in flight finish before it stops",
+    )
     log_level: str = Field("info", description="debug, info, warning or error")
 
     @field_validator("image_roots", mode="before")

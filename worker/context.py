@@ -30,7 +30,7 @@ class WorkerContext:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.sqlalchemy_url)
+        return Database.for_settings(self.settings)
 
     def detector(self, model_version: str) -> Detector:
         """The trained detector of a model version, loaded once per process (the last few are kept)."""

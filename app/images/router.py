@@ -4,12 +4,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from app.auth.deps import Admin, InProject, current_principal
-from app.deps import Paging, ReadSession, SettingsDep, WriteSession
+from app.db import Database
+from app.deps import DatabaseDep, Paging, ReadSession, SettingsDep
 from app.errors import Invalid, NotFound, TooLarge
 from app.images import service, storage
 from app.images.schemas import ImageDetail, ImagePublic, ImagesIn, ImagesOut
@@ -50,11 +52,13 @@ _MULTIPART_SCHEMA: dict[str, Any] = {
     },
 )
 async def register_images(
-    project_id: ProjectId, request: Request, session: WriteSession, settings: SettingsDep, _: Admin
+    project_id: ProjectId, request: Request, db: DatabaseDep, settings: SettingsDep, _: Admin
 ) -> ImagesOut:
     """Register server-side files (JSON) or upload image files (multipart)."""
+    # Async only to stream the body; every file and database step runs in a worker thread, so that no
+    # transaction is ever open on the event loop, across an await for a client's body.
+    await run_in_threadpool(_existing_project, db, project_id)  # 404 before reading a large body
     content_type = request.headers.get("content-type", "")
-    project = get_project(session, project_id)
     if content_type.startswith("multipart/form-data"):
         new_images = await _read_uploads(request, project_id, settings)
     else:
@@ -62,14 +66,28 @@ async def register_images(
             body = ImagesIn.model_validate_json(await request.body())
         except ValidationError as exc:
             raise Invalid(describe_validation_error(exc, prefix="body")) from exc
-        new_images = service.prepare(body.images, settings)
+        new_images = await run_in_threadpool(service.prepare, body.images, settings)
+    committed = False
+
+    def register() -> ImagesOut:
+        nonlocal committed
+        with db.transaction() as session:
+            rows = service.register(session, get_project(session, project_id), new_images)
+            out = ImagesOut(images=[service.to_public(row) for row in rows])
+        committed = True
+        return out
+
     try:
-        rows = service.register(session, project, new_images)
-        session.commit()
+        return await run_in_threadpool(register)
     except BaseException:
-        _remove_uploads(new_images, settings)
+        if not committed:  # a cancel after the commit must not delete the files of registered images
+            _remove_uploads(new_images, settings)
         raise
-    return ImagesOut(images=[service.to_public(row) for row in rows])
+
+
+def _existing_project(db: Database, project_id: int) -> None:
+    with db.transaction(write=False) as session:
+        get_project(session, project_id)
 
 
 async def _read_uploads(request: Request, project_id: ProjectId, settings: Any) -> list[service.NewImage]:
@@ -93,15 +111,9 @@ async def _read_uploads(request: Request, project_id: ProjectId, settings: Any) 
                     f"{settings.max_upload_bytes} bytes"
                 )
             data = await upload.read()
-            tmp = storage.upload_path(settings, project_id, "")
-            tmp.write_bytes(data)
-            try:
-                width, height, fmt = storage.read_image_size(tmp, settings, what=f"files[{i}]")
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            final = tmp.with_suffix(storage.UPLOAD_SUFFIXES.get(fmt, ".img"))
-            tmp.rename(final)
+            final, width, height = await run_in_threadpool(
+                _store_upload, data, settings, project_id, f"files[{i}]"
+            )
             stem = Path(upload.filename or final.name).stem or final.stem
             prepared.append(service.NewImage(final, split, str(external_id or stem)[:255], width, height))
     except BaseException:
@@ -110,6 +122,20 @@ async def _read_uploads(request: Request, project_id: ProjectId, settings: Any) 
     finally:
         await form.close()
     return prepared
+
+
+def _store_upload(data: bytes, settings: Any, project_id: int, what: str) -> tuple[Path, int, int]:
+    """Write an upload into the data dir under its format's suffix, if it is an image: path and size."""
+    tmp = storage.upload_path(settings, project_id, "")
+    tmp.write_bytes(data)
+    try:
+        width, height, fmt = storage.read_image_size(tmp, settings, what=what)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    final = tmp.with_suffix(storage.UPLOAD_SUFFIXES.get(fmt, ".img"))
+    tmp.rename(final)
+    return final, width, height
 
 
 def _remove_uploads(images: list[service.NewImage], settings: Any) -> None:

@@ -26,7 +26,7 @@ def list_projects(session: ReadSession, page: Paging, principal: Authenticated) 
     """The projects the token may see (all of them for an admin)."""
     scope = None if principal.is_admin else principal.projects
     projects = service.list_projects(session, limit=page.limit, cursor=page.cursor, only=scope)
-    items = [service.to_public(session, project) for project in projects]
+    items = service.to_public_many(session, projects)
     next_cursor = projects[-1].id if len(projects) == page.limit else None
     return Page[ProjectPublic](items=items, next_cursor=next_cursor)
 

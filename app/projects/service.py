@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import load
 from app.errors import Conflict, Invalid, NotFound
-from app.models import Project, Round, utcnow
+from app.models import LabelEvent, Project, Round, utcnow
 from app.projects.schemas import ProjectCreate, ProjectPublic, ProjectSettings, ProjectUpdate
-from app.rounds.snapshot import answers_since
 
 
 def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
@@ -70,17 +69,53 @@ def update_project(session: Session, project: Project, data: ProjectUpdate) -> P
 
 
 def to_public(session: Session, project: Project) -> ProjectPublic:
-    latest = latest_round(session, project.id)
-    return ProjectPublic(
-        id=project.id,
-        name=project.name,
-        classes=project.classes,
-        settings=project_settings(project),
-        round=latest.number,
-        serving_round=project.serving_round,
-        answers_this_round=answers_since(session, project.id, latest.snapshot_event_id or 0),
-        created_at=project.created_at,
+    return to_public_many(session, [project])[0]
+
+
+def to_public_many(session: Session, projects: list[Project]) -> list[ProjectPublic]:
+    """Public views of a page of projects in two queries, whatever the page size."""
+    if not projects:
+        return []
+    ids = [project.id for project in projects]
+    newest = (
+        select(Round.project_id, func.max(Round.number).label("number"))
+        .where(Round.project_id.in_(ids))
+        .group_by(Round.project_id)
+        .subquery()
     )
+    latest = {
+        round_.project_id: round_
+        for round_ in session.scalars(
+            select(Round).join(
+                newest, (Round.project_id == newest.c.project_id) & (Round.number == newest.c.number)
+            )
+        )
+    }
+    answers = dict(
+        session.execute(
+            select(LabelEvent.project_id, func.count())
+            .join(Round, Round.project_id == LabelEvent.project_id)
+            .join(newest, (Round.project_id == newest.c.project_id) & (Round.number == newest.c.number))
+            .where(
+                LabelEvent.kind == "answer",
+                LabelEvent.id > func.coalesce(Round.snapshot_event_id, 0),
+            )
+            .group_by(LabelEvent.project_id)
+        ).all()
+    )
+    return [
+        ProjectPublic(
+            id=project.id,
+            name=project.name,
+            classes=project.classes,
+            settings=project_settings(project),
+            round=latest[project.id].number,
+            serving_round=project.serving_round,
+            answers_this_round=int(answers.get(project.id, 0)),
+            created_at=project.created_at,
+        )
+        for project in projects
+    ]
 
 
 def list_projects(

@@ -1,0 +1,138 @@
+"""How `boxal serve` runs and stops: uvicorn with a bounded graceful shutdown, the embedded worker beside it.
+
+On SIGTERM or Ctrl-C the server stops accepting connections, requests in flight get
+``BOXAL_SHUTDOWN_GRACE_S`` to finish (then uvicorn cancels them), the embedded worker is told to stop at
+the same moment and is killed, with its pool processes, if it has not stopped by then. Request threads
+still inside a blocking call after that are not waited for: the process exits and their open
+transactions roll back (nothing they did was acknowledged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+import uvicorn
+
+from app.settings import Settings
+
+log = logging.getLogger("boxal.serve")
+THREAD_JOIN_S = 1.0  # after the grace period: how long idle request threads get to wind down
+
+
+class EmbeddedWorker:
+    """The Celery worker process `boxal serve` starts, in a process group of its own."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(command, start_new_session=True)
+        self._asked = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ask_to_stop(self) -> None:
+        """Celery's warm shutdown: finish the current task, take no new ones."""
+        if not self._asked and self.process.poll() is None:
+            self._asked = True
+            self.process.send_signal(signal.SIGTERM)  # the main process: it stops its pool itself
+
+    def stop(self, timeout: float) -> None:
+        self.ask_to_stop()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the worker did not stop within %.0f s: killing it and its pool processes", timeout)
+            self._kill_group()
+            self.process.wait(timeout=10)
+        else:  # its pool processes, should any have outlived it
+            self._kill_group()
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the group is already gone
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, worker: EmbeddedWorker | None) -> None:
+        super().__init__(config)
+        self.worker = worker
+        self.stop_requested_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            self.stop_requested_at = time.monotonic()
+            log.warning(
+                "%s received: stopping; requests in flight have %s s to finish",
+                signal.Signals(sig).name,
+                self.config.timeout_graceful_shutdown,
+            )
+            if self.worker is not None:
+                self.worker.ask_to_stop()
+        super().handle_exit(sig, frame)
+
+
+def serve(settings: Settings, host: str, port: int, worker: EmbeddedWorker | None) -> None:
+    """Serve until SIGTERM/SIGINT, then stop within about ``shutdown_grace_s`` (plus a second)."""
+    grace = math.ceil(settings.shutdown_grace_s)
+    server: _Server | None = None
+    # uvicorn re-raises the signal it stopped on once it has restored the previous handler; the default
+    # SIGTERM handler would end this process there, before the worker is stopped
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        if settings.api_workers > 1:  # each process builds the app from the same environment
+            uvicorn.run(
+                "app.main:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=settings.api_workers,
+                log_level=settings.log_level,
+                timeout_graceful_shutdown=grace,
+            )
+        else:
+            from app.main import create_app
+
+            config = uvicorn.Config(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_level=settings.log_level,
+                timeout_graceful_shutdown=grace,
+            )
+            server = _Server(config, worker)
+            server.run()
+    finally:
+        if worker is not None:  # it was told to stop with the server: it gets what is left of the grace
+            since = server.stop_requested_at if server is not None else None
+            left = grace - (time.monotonic() - since) if since is not None else grace
+            worker.stop(timeout=max(1.0, left))
+        _exit_past_busy_threads()
+
+
+def _exit_past_busy_threads() -> None:
+    current = threading.current_thread()
+    busy = [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
+    deadline = time.monotonic() + THREAD_JOIN_S
+    for thread in busy:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    still = [t for t in busy if t.is_alive()]
+    if still:
+        log.warning(
+            "%d request thread(s) still inside a blocking call after the grace period; exiting without "
+            "them (their open transactions roll back; nothing they did was acknowledged)",
+            len(still),
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    log.info("stopped")

@@ -1,0 +1,320 @@
+"""Clients that give up mid-request, against a real `boxal serve` (API and embedded worker) on SQLite and
+on PostgreSQL: the server stays writable and healthy, loses nothing it acknowledged, keeps its database
+connections in check, and stops on SIGTERM within its grace period with requests still in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import random
+import re
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select, text
+
+from app.db import Database
+from app.models import LabelEvent, Project, Query
+from tests.conftest import BACKENDS
+from tests.factories import fill_pool
+from tests.worker.loop import HEADERS, TOKEN, boxal, free_port, start, wait_http
+
+pytestmark = pytest.mark.slow
+GRACE_S = 4
+STOP_SLACK_S = 4.0  # process start-up of the interpreter's exit, the worker's kill, the log flush
+APP_NAME = "boxal-abuse-test"
+
+
+@dataclass
+class Server:
+    process: object
+    url: str
+    port: int
+    log: Path
+    database: Database
+    pid: int = 0  # the project under abuse
+    leased: list[int] = field(default_factory=list)  # acknowledged leases the abusers answer
+
+
+@dataclass
+class Acknowledged:
+    """What the well-behaved client was told had happened (2xx answers), and any 5xx it saw."""
+
+    answers: set[int] = field(default_factory=set)
+    projects: set[str] = field(default_factory=set)
+    server_errors: list[str] = field(default_factory=list)
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", (32, 24), (10, 200, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _http(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    content_type: str = "application/json",
+    declared: int | None = None,
+) -> bytes:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body) if declared is None else declared}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _requests(server: Server, count: int, rng: random.Random) -> list[bytes]:
+    """A mix of writes and reads, lease and label calls included, some with bodies that never finish."""
+    pid, png = server.pid, _png()
+    boundary = "boxalabuse"
+    multipart = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="u.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    makers = [
+        lambda i: _http("POST", "/v1/projects", json.dumps({"name": f"gone-{i}", "classes": ["a"]}).encode()),
+        lambda i: _http("GET", "/v1/projects?limit=1000"),
+        lambda i: _http("POST", f"/v1/projects/{pid}/queries", b'{"k": 5, "annotator": "gone"}'),
+        lambda i: _http(
+            "POST",
+            f"/v1/projects/{pid}/labels",
+            json.dumps(
+                {"labels": [{"query_id": q, "action": "background"} for q in rng.sample(server.leased, 3)]}
+            ).encode(),
+        ),
+        lambda i: _http("DELETE", f"/v1/projects/{pid}/queries/{rng.choice(server.leased)}"),
+        lambda i: _http("GET", f"/v1/projects/{pid}/images?limit=1000"),
+        lambda i: _http("POST", f"/v1/projects/{pid}/images", b'{"ima', declared=4000),  # body never ends
+        lambda i: _http(
+            "POST",
+            f"/v1/projects/{pid}/images",
+            multipart,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        ),
+        lambda i: _http("GET", "/health"),
+    ]
+    return [rng.choice(makers)(i) for i in range(count)]
+
+
+async def _give_up(port: int, request: bytes, after_s: float, reset: bool) -> None:
+    """Send a request, then go away after ``after_s`` without reading the answer (RST or FIN)."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        await asyncio.sleep(after_s)
+        if reset:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+    except OSError:
+        pass
+
+
+def _abuse(server: Server, count: int, seed: int) -> None:
+    rng = random.Random(seed)
+    requests = _requests(server, count, rng)
+
+    async def main() -> None:
+        limit = asyncio.Semaphore(200)
+
+        async def one(request: bytes) -> None:
+            async with limit:
+                await _give_up(server.port, request, rng.uniform(0.001, 0.008), rng.random() < 0.3)
+
+        await asyncio.gather(*(one(request) for request in requests))
+
+    asyncio.run(main())
+
+
+def _well_behaved(server: Server, stop: threading.Event, seen: Acknowledged) -> None:
+    """An annotator and an admin who wait for their answers, working while the others give up."""
+    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=60) as client:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                lease = client.post(
+                    f"/v1/projects/{server.pid}/queries", json={"k": 3, "annotator": "steady"}
+                )
+                queries = lease.json().get("queries", []) if lease.status_code == 200 else []
+                if queries:
+                    answer = client.post(
+                        f"/v1/projects/{server.pid}/labels",
+                        json={
+                            "labels": [{"query_id": q["query_id"], "action": "background"} for q in queries]
+                        },
+                    )
+                    if answer.status_code == 200:
+                        seen.answers.update(q["query_id"] for q in queries)
+                    lease = answer
+                created = client.post("/v1/projects", json={"name": f"steady-{i}", "classes": ["a"]})
+                if created.status_code == 201:
+                    seen.projects.add(f"steady-{i}")
+                for response in (lease, created):
+                    if response.status_code >= 500:
+                        seen.server_errors.append(f"{response.status_code} {response.text[:200]}")
+            except httpx.TransportError:
+                if stop.is_set():
+                    return  # the server is stopping
+                raise
+
+
+def _answers_within_a_second(url: str) -> None:
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=5) as client:
+        for method, path, body, status in (
+            ("POST", "/v1/projects", {"name": f"after-{time.time()}", "classes": ["a"]}, 201),
+            ("GET", "/health", None, 200),
+        ):
+            started = time.perf_counter()
+            response = client.request(method, path, json=body)
+            elapsed = time.perf_counter() - started
+            assert response.status_code == status, response.text
+            assert elapsed < 1.0, f"{method} {path} took {elapsed:.2f} s after the abuse"
+
+
+def _pg_connections(database: Database) -> dict[str, int]:
+    with database.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT coalesce(state, '?'), count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = :app GROUP BY 1"
+            ),
+            {"app": APP_NAME},
+        ).all()
+    return {state: count for state, count in rows}
+
+
+def _assert_nothing_lost(database: Database, seen: Acknowledged, pid: int) -> None:
+    with database.transaction(write=False) as session:
+        answered = set(
+            session.scalars(select(Query.id).where(Query.project_id == pid, Query.state == "answered"))
+        )
+        logged = set(session.scalars(select(LabelEvent.query_id).where(LabelEvent.project_id == pid)))
+        names = set(session.scalars(select(Project.name)))
+        doubles = session.execute(
+            select(Query.box_id, func.count())
+            .where(Query.project_id == pid, Query.state != "released")
+            .group_by(Query.box_id)
+            .having(func.count() > 1)
+        ).all()
+    assert seen.answers and seen.projects, "the well-behaved client got nothing done"
+    assert seen.answers <= answered and seen.answers <= logged, "acknowledged answers were lost"
+    assert seen.projects <= names, "acknowledged projects were lost"
+    assert doubles == [], f"boxes leased twice: {doubles[:5]}"
+
+
+@pytest.fixture(params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    env = {"BOXAL_DATA_DIR": str(tmp_path / "data"), "BOXAL_SHUTDOWN_GRACE_S": str(GRACE_S)}
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        env["BOXAL_DATABASE_URL"] = f"{url}?application_name={APP_NAME}"
+        database = Database(url)
+    else:  # the embedded default: SQLite in the data dir
+        database = Database(f"sqlite:///{tmp_path / 'data' / 'boxal.db'}")
+    port = free_port()
+    log = tmp_path / "server.log"
+    process = start(boxal("serve", "--port", str(port)), env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url)
+        with httpx.Client(base_url=url, headers=HEADERS, timeout=30) as client:
+            created = client.post(
+                "/v1/projects",
+                json={"name": "abused", "classes": ["a", "b"], "settings": {"round_size": 1_000_000}},
+            )
+            pid = created.json()["id"]
+            fill_pool(database, pid, 4_000)
+            leased = client.post(f"/v1/projects/{pid}/queries", json={"k": 100, "annotator": "ghost"})
+        yield Server(
+            process, url, port, log, database, pid, [q["query_id"] for q in leased.json()["queries"]]
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        worker = re.search(r"worker started \(pid (\d+)\)", log.read_text(errors="replace"))
+        if worker:
+            _kill_group(int(worker.group(1)))
+        database.dispose()
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting for its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_clients_that_give_up_leave_the_server_writable_and_stoppable(server: Server) -> None:
+    seen = Acknowledged()
+    stop = threading.Event()
+    steady = threading.Thread(target=_well_behaved, args=(server, stop, seen))
+    steady.start()
+    postgres = server.database.dialect == "postgresql"
+    try:
+        _abuse(server, 400, seed=1)
+        _answers_within_a_second(server.url)
+        after_first = _pg_connections(server.database) if postgres else {}
+        _abuse(server, 400, seed=2)
+        _answers_within_a_second(server.url)
+        after_second = _pg_connections(server.database) if postgres else {}
+    finally:
+        stop.set()
+        steady.join(timeout=60)
+    assert seen.server_errors == []
+    if postgres:  # sessions went back to the pool: none left mid-transaction, the pool did not grow
+        assert "idle in transaction" not in after_second, after_second
+        assert sum(after_second.values()) <= max(sum(after_first.values()), 20), (after_first, after_second)
+    # SIGTERM with requests in flight: two uploads whose bodies never end, and a working client
+    in_flight = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    for sock in in_flight:
+        sock.sendall(_http("POST", f"/v1/projects/{server.pid}/images", b'{"ima', declared=4000))
+    stop.clear()
+    steady = threading.Thread(target=_well_behaved, args=(server, stop, seen))
+    steady.start()
+    time.sleep(0.5)
+    worker_pid = int(re.search(r"worker started \(pid (\d+)\)", server.log.read_text()).group(1))
+    started = time.monotonic()
+    stop.set()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=GRACE_S + 30)
+    while _alive(worker_pid) and time.monotonic() - started < GRACE_S + 30:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    steady.join(timeout=30)
+    for sock in in_flight:
+        sock.close()
+    log = server.log.read_text(errors="replace")
+    assert server.process.returncode == 0, log[-3000:]
+    assert not _alive(worker_pid), "the embedded worker outlived the server"
+    assert elapsed <= GRACE_S + STOP_SLACK_S, f"SIGTERM took {elapsed:.1f} s (grace {GRACE_S} s)"
+    assert "SIGTERM received: stopping" in log
+    _assert_nothing_lost(server.database, seen, server.pid)
