@@ -49,7 +49,7 @@ def _picture(path: Path) -> tuple[Path, list[tuple[float, float, float, float, f
     """A 320x240 picture and candidate boxes: a BCCD blood-cell photograph with boxes taken from its ground
     truth (shifted, as a model's would be) when the data set is beside the project, else drawn shapes."""
     if (BCCD / "JPEGImages" / "BloodImage_00001.jpg").exists():
-        from app.formats.voc import parse_voc_xml
+        from formats.voc import parse_voc_xml
 
         PILImage.open(BCCD / "JPEGImages" / "BloodImage_00001.jpg").convert("RGB").resize((320, 240)).save(
             path
@@ -165,7 +165,9 @@ def test_annotating_through_the_page_records_exactly_those_answers(client, datab
         page.keyboard.press("2")  # 6: change the class to wbc, then accept: sent as adjust
         _press(page, "a")
 
-        # 7: the lease runs out and someone else takes the box: the answer gets 409, the page goes on
+        # 7: the lease runs out and someone else takes the box: the answer gets 409, the page goes on.
+        # First let the page's background prefetch finish: a lease still in flight would take the box back.
+        page.wait_for_function("() => window.boxal.leasing === null")
         taken = _current(page)
         with database.transaction() as session:
             session.execute(
