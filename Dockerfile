@@ -19,6 +19,7 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY worker ./worker
 COPY oracle ./oracle
+COPY formats ./formats
 COPY migrations ./migrations
 
 FROM source AS api

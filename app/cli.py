@@ -1,4 +1,5 @@
-"""The ``boxal`` command: serve, worker, wait, db, and (via oracle/) simulate."""
+"""The ``boxal`` command: serve, worker, wait, db, token; and the commands other packages register under
+the ``boxal.commands`` entry point (oracle/ adds simulate and report)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib.util
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
@@ -143,71 +145,6 @@ def wait(
     raise typer.Exit(0 if state == "succeeded" else 1)
 
 
-def _presets_help() -> str:
-    from oracle.presets import PRESETS  # light: no torch
-
-    return "Presets:\n\n" + "\n\n".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
-
-
-@cli.command(epilog=_presets_help())
-def simulate(
-    preset: Annotated[str, typer.Option(help="a preset, listed below")] = "smoke",
-    url: Annotated[
-        str | None, typer.Option(help="a running boxal server; default: start an embedded one")
-    ] = None,
-    out: Annotated[
-        str | None, typer.Option(help="experiment directory (default: experiments/<preset>)")
-    ] = None,
-    seed: Annotated[
-        list[int] | None, typer.Option(help="seeds to run (repeatable); default: the preset's")
-    ] = None,
-    data: Annotated[
-        str | None, typer.Option(help="data set location (VOC/COCO presets, or a digits folder)")
-    ] = None,
-    rounds: Annotated[
-        int | None, typer.Option(help="active-learning rounds per arm; default: the preset's")
-    ] = None,
-    token: Annotated[str | None, typer.Option(envvar="BOXAL_TOKEN", help="bearer token for --url")] = None,
-) -> None:
-    """Reproduce the paper's box vs image query experiment with a simulated oracle, over the REST API."""
-    from pathlib import Path
-
-    from oracle.cli import simulate as run
-
-    try:
-        run(
-            preset,
-            url=url,
-            out=Path(out or f"experiments/{preset}"),
-            seeds=seed,
-            data=Path(data) if data else None,
-            token=token,
-            rounds=rounds,
-        )
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
-
-
-@cli.command()
-def report(
-    runs: Annotated[list[str], typer.Argument(help="experiment directories of one experiment, other seeds")],
-    out: Annotated[str, typer.Option(help="where the merged rounds, plots and summary go")],
-) -> None:
-    """Merge runs of one experiment made separately (e.g. one seed per machine) into one report."""
-    import shlex
-    from pathlib import Path
-
-    from oracle.report import merge_runs
-
-    try:
-        merge_runs([Path(r) for r in runs], Path(out), "boxal report " + shlex.join(sys.argv[2:]))
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(f"merged {len(runs)} runs: {Path(out) / 'summary.md'}")
-
-
 def _ensure_admin(settings: Settings) -> str:
     from app.auth.service import ensure_admin_token
     from app.db import Database
@@ -287,6 +224,15 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def _plugins() -> None:
+    """Commands of installed packages: each ``boxal.commands`` entry point is called with this CLI."""
+    for entry_point in entry_points(group="boxal.commands"):
+        entry_point.load()(cli)
+
+
+_plugins()
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ def _location(loc: Sequence[Any]) -> str:
     return "".join(parts)
 
 
-def describe_errors(errors: Sequence[dict[str, Any]], prefix: str = "") -> str:
+def describe_errors(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> str:
     described = []
     for error in errors[:MAX_LISTED]:
         loc = list(error.get("loc", ()))

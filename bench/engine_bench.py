@@ -24,21 +24,28 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.engine.coreset import k_center_greedy
+from worker.acquisition.coreset import k_center_greedy
 from worker.engine.detector import build_detector
 from worker.engine.presets import get_preset
 
 
-def batch(size: int, n: int, detector) -> tuple[list[torch.Tensor], list[dict]]:  # type: ignore[no-untyped-def]
+def batch(size: int, n: int) -> tuple[list[torch.Tensor], list[dict]]:
+    """Random images with 8 boxes each, every third one noisy at lambda_d 0.5 (the loss's tensors)."""
     g = torch.Generator().manual_seed(0)
     images = [torch.rand(3, size, size, generator=g) for _ in range(n)]
     targets = []
     for _ in range(n):
         xy = torch.rand(8, 2, generator=g) * (size * 0.7)
         wh = torch.rand(8, 2, generator=g) * (size * 0.25) + 8
-        boxes = torch.cat([xy, xy + wh], dim=1)
         noisy = torch.tensor([j % 3 == 0 for j in range(8)])
-        targets.append(detector.target(boxes, torch.randint(0, 3, (8,), generator=g), noisy))
+        targets.append(
+            {
+                "boxes": torch.cat([xy, xy + wh], dim=1),
+                "labels": torch.randint(0, 3, (8,), generator=g),
+                "weights": torch.where(noisy, 0.5, 1.0),
+                "noisy": noisy,
+            }
+        )
     return images, targets
 
 
@@ -48,9 +55,8 @@ def train_steps(preset_name: str, size: int, steps: int) -> tuple[float, float]:
     dampened = build_detector(preset, 3, pretrained=False, min_size=size, max_size=size)
     stock = build_detector(preset, 3, pretrained=False, min_size=size, max_size=size, dampened=False)
     stock.model.load_state_dict(dampened.model.state_dict())
-    dampened.set_lambda(0.5)
-    images, targets = batch(size, 2, dampened)
-    plain_targets = [{k: v for k, v in t.items() if k != "noisy"} for t in targets]
+    images, targets = batch(size, 2)
+    plain_targets = [{k: v for k, v in t.items() if k in ("boxes", "labels")} for t in targets]
     runs: dict[str, list[float]] = {"dampened": [], "stock": []}
     optimisers = {
         name: torch.optim.SGD(d.model.parameters(), lr=1e-4, momentum=0.9)
@@ -61,7 +67,7 @@ def train_steps(preset_name: str, size: int, steps: int) -> tuple[float, float]:
             detector.model.train()
             torch.manual_seed(step)
             start = time.perf_counter()
-            loss = sum(detector.model(images, tgt).values())
+            loss = sum(detector.losses(images, tgt).values())
             optimisers[name].zero_grad()
             loss.backward()
             optimisers[name].step()

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from app.db import Database  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
+from bench.pool import fill_pool  # noqa: E402
 from oracle import load  # noqa: E402
-from tests.factories import fill_pool  # noqa: E402
-from tests.worker.loop import HEADERS, TOKEN, boxal, free_port, start, stop, wait_http  # noqa: E402
+from oracle.server import embedded_server  # noqa: E402
 
 
 def main() -> None:
@@ -54,27 +54,23 @@ def main() -> None:
     database = Database(url)
     try:
         upgrade(database.engine)
-        with tempfile.TemporaryDirectory() as tmp:
-            port = free_port()
-            server = start(
-                boxal("serve", "--no-worker", "--port", str(port)),
-                {"BOXAL_DATA_DIR": tmp, "BOXAL_DATABASE_URL": url, "BOXAL_LOG_LEVEL": "warning"},
-                Path(tmp) / "server.log",
-            )
-            try:
-                base = f"http://127.0.0.1:{port}"
-                wait_http(base)
-                with httpx.Client(base_url=base, headers=HEADERS) as client:
-                    pid = client.post(
-                        "/v1/projects",
-                        json={"name": "load", "classes": ["a", "b"], "settings": {"round_size": 1_000_000}},
-                    ).json()["id"]
-                fill_pool(database, pid, args.boxes)
-                started = time.monotonic()
-                result = load.run(base, TOKEN, pid, annotators=args.annotators, seconds=args.seconds)
-                elapsed = time.monotonic() - started
-            finally:
-                stop(server)
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            embedded_server(Path(tmp) / "data", worker=False, env={"BOXAL_DATABASE_URL": url}) as (
+                base,
+                token,
+            ),
+        ):
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=base, headers=headers) as client:
+                pid = client.post(
+                    "/v1/projects",
+                    json={"name": "load", "classes": ["a", "b"], "settings": {"round_size": 1_000_000}},
+                ).json()["id"]
+            fill_pool(database, pid, args.boxes)
+            started = time.monotonic()
+            result = load.run(base, token, pid, annotators=args.annotators, seconds=args.seconds)
+            elapsed = time.monotonic() - started
     finally:
         database.dispose()
         with admin.connect() as conn:

@@ -30,19 +30,20 @@ sys.path.insert(0, str(ROOT))
 
 from app.db import Database  # noqa: E402
 from app.enqueue import TASK_RUN_ROUND, Enqueuer  # noqa: E402
-from app.formats.coco import load_coco  # noqa: E402
 from app.images.service import NewImage, register  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.models import Box, Job, Round  # noqa: E402
 from app.projects.schemas import ProjectCreate, ProjectSettings  # noqa: E402
 from app.projects.service import create_project, get_project  # noqa: E402
+from app.rounds import results  # noqa: E402
 from app.rounds import service as rounds  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from formats.coco import load_coco  # noqa: E402
+from oracle.digits import CLASSES, generate  # noqa: E402
 from worker.artifacts import Artifacts  # noqa: E402
 from worker.engine.config import TrainConfig  # noqa: E402
 from worker.engine.data import coco_items  # noqa: E402
 from worker.engine.detector import build_detector  # noqa: E402
-from worker.engine.digits import CLASSES, generate  # noqa: E402
 from worker.engine.inference import predict  # noqa: E402
 from worker.engine.presets import get_preset  # noqa: E402
 from worker.engine.train import train  # noqa: E402
@@ -159,7 +160,7 @@ def main() -> None:
                         "max_size": 128,
                     },
                 )
-                rounds.training_finished(session, round_.id, model_version)
+                results.training_finished(session, round_.id, model_version)
                 round_id, job_id = round_.id, job.id
             worker = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "worker", "--name", "bench@%h"],

@@ -4,6 +4,6 @@ Shared by the service's importers, the engine's dataset readers and the simulate
 Boxes come out as ``[x1, y1, x2, y2]`` absolute pixels; COCO ``[x, y, w, h]`` exists only here.
 """
 
-from app.formats.errors import FormatError
+from formats.errors import FormatError
 
 __all__ = ["FormatError"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.formats.geometry import iou
+from formats.geometry import iou
 from oracle.cost import CostModel
 
 MATCH_IOU = 0.5

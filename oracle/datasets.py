@@ -1,4 +1,4 @@
-"""Data sets the experiments run on, read with the product's own parsers (app.formats): generated digit
+"""Data sets the experiments run on, read with the product's own parsers (formats/): generated digit
 scenes, any Pascal VOC directory (BCCD is one), any COCO JSON with its images."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.formats import coco as coco_format
-from app.formats import voc as voc_format
-from app.formats.geometry import box_defect, clip_box
+from formats import coco as coco_format
+from formats import voc as voc_format
+from formats.geometry import box_defect, clip_box
 from oracle.answers import GroundTruth
 
 
@@ -56,7 +56,7 @@ def _coco_records(json_path: Path, image_dir: Path, prefix: str) -> tuple[list[s
 
 
 def digits(root: Path, *, train_images: int, test_images: int, size: int, seed: int = 0) -> Dataset:
-    from worker.engine.digits import CLASSES, generate  # scikit-learn's digits: needs boxal[worker]
+    from oracle.digits import CLASSES, generate  # scikit-learn's digits: needs boxal[worker]
 
     scenes = generate(root, train_images=train_images, test_images=test_images, size=size, seed=seed)
     _, pool = _coco_records(scenes.train_json, scenes.images, "train-")

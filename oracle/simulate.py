@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import shlex
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -21,57 +16,9 @@ from oracle.client import BoxalClient
 from oracle.experiment import Runner
 from oracle.presets import PRESETS
 from oracle.report import write_all
+from oracle.server import embedded_server
 
 console = Console()
-
-
-@contextmanager
-def embedded_server(out: Path, image_root: Path) -> Iterator[tuple[str, str]]:
-    """`boxal serve` (API and worker) on a free loopback port, its data under ``out/server``; yields its
-    URL and an admin token made for this run."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    token = "bxl_" + secrets.token_urlsafe(32)
-    env = {
-        **os.environ,
-        "BOXAL_DATA_DIR": str(out / "server"),
-        "BOXAL_IMAGE_ROOTS": str(image_root.resolve()),
-        "BOXAL_LOG_LEVEL": "warning",
-        "BOXAL_ADMIN_TOKEN": token,
-    }
-    for name in ("BOXAL_DATABASE_URL", "BOXAL_BROKER_URL"):
-        env.pop(name, None)
-    log = (out / "server.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the embedded server exited; see {out / 'server.log'}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the embedded server did not start")
-            time.sleep(0.3)
-        yield url, token
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @contextmanager
@@ -112,7 +59,11 @@ def simulate(
         else f"boxal simulate --preset {preset}"
     )
     started = time.monotonic()
-    server = embedded_server(out, dataset.root) if url is None else given_server(url, token)
+    server = (
+        embedded_server(out / "server", image_root=dataset.root, log=out / "server.log")
+        if url is None
+        else given_server(url, token)
+    )
     with (
         server as (server_url, server_token),
         Progress(

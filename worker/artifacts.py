@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class Artifacts:
         path = self.features(round_id, shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **cast(dict[str, Any], arrays))
         os.replace(tmp, path)
 
     def load_features(self, round_id: int) -> list[dict[str, np.ndarray]]:

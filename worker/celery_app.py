@@ -1,4 +1,5 @@
-"""The Celery application of boxal's workers, configured from the shared settings (app/enqueue.py).
+"""The Celery application of boxal's workers. Its configuration (app/enqueue.py's, shared with the API)
+is read from the settings the first time Celery needs it, when the worker starts, not at import.
 
 celery -A worker.celery_app worker -Q boxal      (what `boxal worker` runs)
 """
@@ -7,16 +8,30 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
-from celery import signals
+from celery import Celery, signals
 
-from app.enqueue import make_celery
+from app.enqueue import celery_config
 from app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-app = make_celery(get_settings(), name="boxal-worker")
-app.conf.update(include=["worker.tasks"], worker_concurrency=get_settings().worker_concurrency)
+app = Celery("boxal-worker", set_as_current=False, include=["worker.tasks"])
+
+
+def _configuration() -> dict[str, Any]:
+    settings = get_settings()
+    return {
+        **celery_config(settings),
+        "worker_concurrency": settings.worker_concurrency,
+        # training messages carry their own, longer limit (worker/tasks.py)
+        "task_soft_time_limit": settings.task_time_limit_s,
+        "task_time_limit": settings.task_time_limit_s + 60,
+    }
+
+
+app.add_defaults(_configuration)
 
 
 @signals.worker_ready.connect

@@ -1,10 +1,13 @@
-"""Celery tasks by name. Arguments are ids; each task does one stage (worker/pipeline.py) and sends the
-next. Faults: transient ones (database or broker unreachable) retry with backoff; anything else marks
-the job failed with a readable error, leaving the round retryable and the previous ranking serving."""
+"""Celery tasks: each wires one stage of a round (worker/stages/) and sends the next. Arguments are ids.
+
+Faults: transient ones (database or broker unreachable) retry with backoff; anything else marks the job
+failed with a readable error, leaving the round retryable and the previous ranking serving.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -13,26 +16,38 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.enqueue import QUEUE, TASK_RUN_ROUND
-from app.rounds import service as rounds
+from app.jobs import service as jobs
 from app.settings import get_settings
-from worker import pipeline
 from worker.celery_app import app
 from worker.context import context
+from worker.stages import evaluate, rank, route, score, train
+from worker.stages.job import Skip, Stage, load
 
 log = logging.getLogger(__name__)
 
 TRANSIENT = (OperationalError, InterfaceError, BrokerError, ConnectionError, TimeoutError)
 MAX_RETRIES = 5
+TASK_NAMES = {stage: f"boxal.round.{stage.value}" for stage in Stage}
+COMMON = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
 
 
-def send(name: str, args: list[Any]) -> None:
-    app.send_task(name, args=args, queue=QUEUE)
+def send(stage: Stage | None, args: list[Any]) -> None:
+    """Send a stage's task (None: the job's router), with its time limit from the settings."""
+    settings = get_settings()
+    limit = settings.train_time_limit_s if stage is Stage.TRAIN else settings.task_time_limit_s
+    app.send_task(
+        TASK_NAMES[stage] if stage is not None else TASK_RUN_ROUND,
+        args=args,
+        queue=QUEUE,
+        soft_time_limit=limit,
+        time_limit=limit + 60,
+    )
 
 
-def _stage(task: Task, job_id: str, stage: str, body: Any, *args: Any) -> Any:
+def _stage(task: Task, job_id: str, stage: str, body: Callable[..., Any], *args: Any) -> Any:
     try:
         return body(context(), job_id, *args)
-    except pipeline.Skip as skip:
+    except Skip as skip:
         log.info("%s %s skipped: %s", stage, job_id, skip)
         return None
     except TRANSIENT as exc:
@@ -49,61 +64,44 @@ def _stage(task: Task, job_id: str, stage: str, body: Any, *args: Any) -> Any:
 
 def _fail(job_id: str, error: str) -> None:
     with context().db.transaction() as session:
-        rounds.job_failed(session, job_id, error)
-
-
-settings = get_settings()
-COMMON = {
-    "bind": True,
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "soft_time_limit": settings.task_time_limit_s,
-    "time_limit": settings.task_time_limit_s + 60,
-}
+        jobs.job_failed(session, job_id, error)
 
 
 @app.task(name=TASK_RUN_ROUND, **COMMON)
 def run_round(self: Task, job_id: str) -> None:
     """Start or resume a round's job from wherever its round stands."""
-    for name, args in _stage(self, job_id, "run", pipeline.route) or []:
-        send(name, args)
+    for stage, args in _stage(self, job_id, "run", route.route) or []:
+        send(stage, args)
 
 
-@app.task(
-    name=pipeline.TASK_TRAIN,
-    **{
-        **COMMON,
-        "soft_time_limit": settings.train_time_limit_s,
-        "time_limit": settings.train_time_limit_s + 60,
-    },
-)
+@app.task(name=TASK_NAMES[Stage.TRAIN], **COMMON)
 def train_round(self: Task, job_id: str) -> None:
-    if _stage(self, job_id, "training", pipeline.train_round) is not None:
-        send(TASK_RUN_ROUND, [job_id])  # on to scoring
+    if _stage(self, job_id, "training", train.train_round) is not None:
+        send(None, [job_id])  # on to scoring
 
 
-@app.task(name=pipeline.TASK_SCORE, **COMMON)
+@app.task(name=TASK_NAMES[Stage.SCORE], **COMMON)
 def score_shard(self: Task, job_id: str, index: int, total: int) -> None:
-    if _stage(self, job_id, "scoring", pipeline.score_shard, index, total):
-        send(pipeline.TASK_RANK, [job_id])  # the last shard hands the round on
+    if _stage(self, job_id, "scoring", score.score_shard, index, total):
+        send(Stage.RANK, [job_id])  # the last shard hands the round on
 
 
-@app.task(name=pipeline.TASK_RANK, **COMMON)
+@app.task(name=TASK_NAMES[Stage.RANK], **COMMON)
 def rank_round(self: Task, job_id: str) -> None:
-    _stage(self, job_id, "ranking", pipeline.rank_round)
-    if pipeline.load(context(), job_id).state == "open":
-        send(pipeline.TASK_EVALUATE, [job_id])
+    _stage(self, job_id, "ranking", rank.rank_round)
+    if load(context(), job_id).state == "open":
+        send(Stage.EVALUATE, [job_id])
 
 
-@app.task(name=pipeline.TASK_EVALUATE, **COMMON)
+@app.task(name=TASK_NAMES[Stage.EVALUATE], **COMMON)
 def evaluate_round(self: Task, job_id: str) -> None:
-    _stage(self, job_id, "evaluating", pipeline.evaluate_round)
+    _stage(self, job_id, "evaluating", evaluate.evaluate_round)
 
 
 def reap() -> list[str]:
     """Re-send the jobs whose worker went silent; returns their ids."""
-    stale = pipeline.stale_jobs(context())
+    stale = route.stale_jobs(context())
     for job_id in stale:
         log.warning("job %s went silent; running it again", job_id)
-        send(TASK_RUN_ROUND, [job_id])
+        send(None, [job_id])
     return stale

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.formats.coco import to_xywh
 from app.models import Box, Image, Project
+from formats.coco import to_xywh
 
 
 def export_coco(

@@ -51,7 +51,7 @@ def register(session: Session, project: Project, images: list[NewImage]) -> list
     repeated = sorted({x for x in ids if ids.count(x) > 1})
     if repeated:
         raise Invalid(f"external_id repeated in the request: {repeated[:10]}")
-    taken = set()
+    taken: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         stmt = select(Image.external_id).where(Image.project_id == project.id, Image.external_id.in_(chunk))

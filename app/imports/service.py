@@ -1,4 +1,4 @@
-"""Imports: COCO instances/results and Pascal VOC directories, matched to registered images.
+"""Imports: what an import file says (sources.py), matched to registered images and applied.
 
 Defects (zero-size boxes, unknown classes, unregistered images) are skipped and reported; broken
 structure (dangling references, unreadable files) rejects the whole import with 422.
@@ -8,47 +8,20 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from app.errors import Invalid, TooLarge
-from app.formats import FormatError, coco, voc
-from app.formats.geometry import box_defect, clip_box
 from app.images import service as images_service
-from app.images.storage import resolve_under_roots
 from app.imports.schemas import CocoImport, ImportReport, SkippedItem, VocImport
+from app.imports.sources import SourceBox, SourceImage, coco_sources, voc_sources
 from app.labels.resolve import resolve_predictions_on_complete_image
 from app.models import Box, Image, Project
 from app.settings import Settings
+from formats.geometry import box_defect, clip_box
 
 MAX_LISTED_SKIPS = 100
-
-
-@dataclass
-class SourceBox:
-    bbox: list[float]
-    class_name: str
-    item: str
-    score: float | None = None
-    probs: list[float] | None = None
-    informativeness: float | None = None
-    defect: str | None = None  # why the file's box cannot be used
-
-
-@dataclass
-class SourceImage:
-    """One image as the import file describes it, with its boxes."""
-
-    keys: list[str]  # external_id candidates, best first
-    file_name: str
-    width: int | None
-    height: int | None
-    boxes: list[SourceBox] = field(default_factory=list)
-    register_path: Path | None = None
 
 
 class Report:
@@ -72,10 +45,10 @@ def run_import(
 ) -> ImportReport:
     if isinstance(body, CocoImport):
         report = Report("coco", body.kind)
-        sources = _coco_sources(body, settings)
+        sources = coco_sources(body, settings)
     else:
         report = Report("voc", "annotations")
-        sources = _voc_sources(body, settings)
+        sources = voc_sources(body, settings)
     if body.format == "voc" and body.register_split:
         _register_missing(session, project, sources, body.register_split, report)
     kind = body.kind if isinstance(body, CocoImport) else "annotations"
@@ -83,82 +56,6 @@ def run_import(
     _apply(session, project, sources, kind, model_version, report)
     session.flush()
     return report.finish()
-
-
-def _coco_sources(body: CocoImport, settings: Settings) -> list[SourceImage]:
-    data = body.data
-    count = len(data.get("images") or []) + len(data.get("annotations") or [])
-    if count > settings.max_import_items:
-        raise TooLarge(
-            f"import has {count} images plus annotations; the limit is {settings.max_import_items}"
-        )
-    try:
-        parsed = coco.parse_coco(data, require_images=body.kind == "annotations")
-    except FormatError as exc:
-        raise Invalid(f"COCO data: {'; '.join(exc.problems)}") from exc
-    sources: dict[Any, SourceImage] = {
-        image.id: SourceImage(
-            keys=[str(image.id), Path(image.file_name).stem],
-            file_name=Path(image.file_name).name,
-            width=image.width,
-            height=image.height,
-        )
-        for image in parsed.images
-    }
-    for annotation in parsed.annotations:
-        source = sources.get(annotation.image_id)
-        if source is None:  # predictions without an images list: image_id is the external id
-            source = sources[annotation.image_id] = SourceImage(
-                keys=[str(annotation.image_id)], file_name=str(annotation.image_id), width=None, height=None
-            )
-        item = f"annotations[{annotation.index}]"
-        if annotation.iscrowd:
-            source.boxes.append(
-                SourceBox([], "", item, defect="crowd region (iscrowd=1), not an object instance")
-            )
-            continue
-        source.boxes.append(
-            SourceBox(
-                bbox=annotation.bbox,
-                class_name=parsed.category_name(annotation),
-                item=item,
-                score=annotation.score,
-                probs=annotation.probs,
-                informativeness=annotation.informativeness,
-            )
-        )
-    if body.kind == "predictions":
-        missing = [box.item for source in sources.values() for box in source.boxes if box.score is None]
-        if missing:
-            raise Invalid(f"COCO predictions need a score on every annotation; missing on {missing[:10]}")
-    return list(sources.values())
-
-
-def _voc_sources(body: VocImport, settings: Settings) -> list[SourceImage]:
-    root = resolve_under_roots(body.path, settings, what="path")
-    try:
-        annotations = voc.read_voc_dir(root, body.image_set)
-    except FormatError as exc:
-        raise Invalid(f"VOC: {exc}") from exc
-    if body.ids is not None:
-        wanted = set(body.ids)
-        annotations = [a for a in annotations if a.stem in wanted]
-    if sum(1 + len(a.objects) for a in annotations) > settings.max_import_items:
-        raise TooLarge(f"import has over {settings.max_import_items} images plus objects")
-    sources = []
-    for annotation in annotations:
-        source = SourceImage(
-            keys=[annotation.stem],
-            file_name=annotation.file_name,
-            width=annotation.width,
-            height=annotation.height,
-            register_path=voc.image_path(root, annotation),
-        )
-        for i, obj in enumerate(annotation.objects):
-            item = f"{annotation.stem}.xml object {i} ({obj.name})"
-            source.boxes.append(SourceBox(obj.bbox, obj.name, item, defect=obj.defect))
-        sources.append(source)
-    return sources
 
 
 def _match(session: Session, project: Project, sources: list[SourceImage]) -> dict[int, Image]:

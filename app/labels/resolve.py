@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import is_sqlite
-from app.formats.geometry import iou
 from app.models import Box, Image, LabelEvent
+from formats.geometry import iou
 
 MATCH_IOU = 0.5
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from app.schemas import Strict
+from worker import acquisition  # numpy only: the one thing the API takes from the worker package
 
 # Built by name by the detection engine (worker/engine/presets.py checks that it knows exactly these).
 MODEL_PRESETS = (
@@ -16,7 +17,10 @@ MODEL_PRESETS = (
     "faster_rcnn_r18_fpn_lite",
     "retinanet_r18_fpn_lite",
 )
-STRATEGIES = ("random", "least_confidence", "entropy", "margin", "coreset")
+if TYPE_CHECKING:
+    StrategyName = str
+else:  # the registry's names, as an enum in the OpenAPI schema
+    StrategyName = Literal[acquisition.names()]
 
 ClassName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
@@ -29,8 +33,10 @@ class ProjectSettings(BaseModel):
     unit: Literal["box", "image"] = Field(
         "box", description="what one query asks for: a box or a whole image"
     )
-    strategy: Literal["random", "least_confidence", "entropy", "margin", "coreset"] = Field(
-        "least_confidence", description="informativeness measure used to rank the pool"
+    strategy: StrategyName = Field(
+        "least_confidence",
+        description="informativeness measure used to rank the pool: "
+        + "; ".join(f"{name}: {cls.description}" for name, cls in acquisition.REGISTRY.items()),
     )
     reduction: Literal["mean", "max", "sum"] = Field(
         "mean", description="how box scores become an image score (image unit)"
@@ -87,11 +93,12 @@ class ProjectSettings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _coreset_needs_box_features(self) -> ProjectSettings:
-        if self.strategy == "coreset" and self.unit == "box" and self.model.startswith("retinanet"):
+    def _box_features_need_faster_rcnn(self) -> ProjectSettings:
+        strategy = acquisition.REGISTRY[self.strategy]
+        if strategy.needs_box_features and self.unit == "box" and self.model.startswith("retinanet"):
             raise ValueError(
-                "box-level coreset needs box features, which RetinaNet does not have (the paper omits it "
-                "too): use a faster_rcnn_* model, or the image unit"
+                f"box-level {self.strategy} needs box features, which RetinaNet does not have (the paper "
+                "omits it too): use a faster_rcnn_* model, or the image unit"
             )
         return self
 

@@ -98,7 +98,7 @@ def _claim(
         stmt = stmt.where(or_(Box.round_predicted.is_(None), Box.round_predicted <= project.serving_round))
     if dialect == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, key_share=True)
-    rows = list(session.scalars(stmt))
+    rows: list[Any] = list(session.scalars(stmt))  # Box or Image rows
     unit = "box" if model is Box else "image"
     queries = [
         Query(

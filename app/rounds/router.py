@@ -6,6 +6,7 @@ from app.auth.deps import Admin, InProject, current_principal
 from app.deps import EnqueuerDep, Paging, ReadSession, WriteSession
 from app.enqueue import TASK_RUN_ROUND
 from app.errors import Unavailable
+from app.jobs import service as jobs
 from app.projects.service import get_project
 from app.rounds import service
 from app.rounds.schemas import Curve, RoundPublic, RoundStarted
@@ -30,7 +31,7 @@ def start_round(
     try:
         enqueuer.send(TASK_RUN_ROUND, [job.id])
     except Unavailable as exc:
-        service.job_failed(session, job.id, f"not started: {exc.detail}")
+        jobs.job_failed(session, job.id, f"not started: {exc.detail}")
         session.commit()
         raise Unavailable(
             f"round {round_.number} could not be started: {exc.detail}; POST again to retry"

@@ -1,16 +1,13 @@
-"""What the labels looked like when a round closed: its counts and the training set of the next model.
+"""What the labels looked like when a round closed: the snapshot (a label event id) and its counts.
 
-Round N+1's model trains on every label event with id <= the snapshot taken when round N closed;
-answers that keep arriving while it trains count toward the round after. Per DESIGN.md:
-- L_I: pool images fully labeled or holding at least one labeled box (as of the snapshot);
-- on each: labeled boxes are targets of weight 1; predicted boxes still unlabeled (as of the
-  snapshot) are noisy targets, except on fully labeled images; background/duplicate answers are not
-  targets.
+Round N+1's model trains on every label event with id <= the snapshot taken when round N closed
+(training_set.py builds its records); answers that keep arriving while it trains count toward the
+round after.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -24,23 +21,6 @@ class Counts:
     images_labeled: int
     queries_answered: int
     seconds: float
-
-
-@dataclass
-class TrainingBox:
-    box_id: int
-    bbox: list[float]
-    label: int
-    noisy: bool
-
-
-@dataclass
-class TrainingImage:
-    image_id: int
-    path: str
-    width: int
-    height: int
-    boxes: list[TrainingBox] = field(default_factory=list)
 
 
 def _known(column, snapshot: int):  # type: ignore[no-untyped-def]
@@ -100,31 +80,3 @@ def answers_since(session: Session, project_id: int, snapshot: int) -> int:
         )
         or 0
     )
-
-
-def training_set(session: Session, project_id: int, snapshot: int) -> list[TrainingImage]:
-    images = {
-        image.id: (image, image.fully_labeled and (image.labeled_event_id or 0) <= snapshot)
-        for image in session.scalars(labeled_images_query(project_id, snapshot).order_by(Image.id))
-    }
-    out = {
-        image_id: TrainingImage(image_id, image.path, image.width, image.height)
-        for image_id, (image, _) in images.items()
-    }
-    ids = list(images)
-    for start in range(0, len(ids), 500):
-        stmt = select(Box).where(Box.image_id.in_(ids[start : start + 500])).order_by(Box.image_id, Box.id)
-        for box in session.scalars(stmt):
-            answered_before = box.answer_event_id is None or box.answer_event_id <= snapshot
-            if box.status == "labeled" and answered_before:
-                out[box.image_id].boxes.append(TrainingBox(box.id, box.bbox, box.label, noisy=False))
-                continue
-            if box.source != "predicted" or images[box.image_id][1]:
-                continue  # annotator boxes drawn after the snapshot; leftovers on complete images
-            unanswered_then = box.status == "unlabeled" or not answered_before
-            if unanswered_then:
-                original = box.predicted or {"bbox": box.bbox, "label": box.label}
-                out[box.image_id].boxes.append(
-                    TrainingBox(box.id, list(original["bbox"]), int(original["label"]), noisy=True)
-                )
-    return list(out.values())

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from app.db import Database
 from app.models import LabelEvent, Query
+from bench.pool import fill_pool
 from oracle import load
-from tests.factories import fill_pool
 from tests.worker.loop import HEADERS, TOKEN, boxal, free_port, start, stop, wait_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

@@ -7,9 +7,11 @@ from kombu import Connection
 
 from app.enqueue import TASK_RUN_ROUND, celery_config
 from app.errors import Conflict
+from app.jobs import service as jobs
 from app.models import Project, Round
 from app.projects.service import get_project
-from app.rounds import service, snapshot
+from app.rounds import results, service
+from app.rounds.training_set import training_set
 from tests.factories import coco_for, create_project, import_coco, register_images, seed_pool
 
 
@@ -68,11 +70,11 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
     job_id = started["job_id"]
     with database.transaction() as session:
         round_id = session.query(Round).filter_by(project_id=pid, number=1).one().id
-        service.job_started(session, job_id, "worker-a")
-        service.job_progress(session, job_id, stage="training", epoch=1, epochs=2)
-        service.training_finished(session, round_id, "r1-abc")
-        service.training_finished(session, round_id, "r1-abc")  # a repeated report is a no-op
-        created = service.record_predictions(
+        jobs.job_started(session, job_id, "worker-a")
+        jobs.job_progress(session, job_id, stage="training", epoch=1, epochs=2)
+        results.training_finished(session, round_id, "r1-abc")
+        results.training_finished(session, round_id, "r1-abc")  # a repeated report is a no-op
+        created = results.record_predictions(
             session,
             round_id,
             images[1]["id"],
@@ -82,7 +84,7 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
             ],
             "r1-abc",
         )
-        again = service.record_predictions(  # the shard ran twice: replaced, not doubled
+        again = results.record_predictions(  # the shard ran twice: replaced, not doubled
             session,
             round_id,
             images[1]["id"],
@@ -92,20 +94,20 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
             ],
             "r1-abc",
         )
-        service.plan_shards(session, round_id, "score", 2)
-        service.record_scores(session, round_id, {again[0]: 0.1, again[1]: 0.6}, {images[1]["id"]: 0.35})
-        service.record_scores(session, round_id, {again[0]: 0.1, again[1]: 0.6}, {images[1]["id"]: 0.35})
-        assert not service.shard_finished(session, round_id, "score", 0)
-        assert service.shard_finished(session, round_id, "score", 1)
+        jobs.plan_shards(session, round_id, "score", 2)
+        results.record_scores(session, round_id, {again[0]: 0.1, again[1]: 0.6}, {images[1]["id"]: 0.35})
+        results.record_scores(session, round_id, {again[0]: 0.1, again[1]: 0.6}, {images[1]["id"]: 0.35})
+        assert not jobs.shard_finished(session, round_id, "score", 0)
+        assert jobs.shard_finished(session, round_id, "score", 1)
     assert len(created) == len(again) == 2
     assert len(client.get(f"/v1/projects/{pid}/images/{images[1]['id']}").json()["boxes"]) == 2
     # hidden until the ranking is applied
     assert client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a"}).json()["queries"] == []
     with database.transaction() as session:
-        service.apply_ranking(session, round_id)
-        service.apply_ranking(session, round_id)
-        service.record_evaluation(session, round_id, {"map": 0.25, "map50": 0.5})
-        service.job_succeeded(session, job_id)
+        results.apply_ranking(session, round_id)
+        results.apply_ranking(session, round_id)
+        results.record_evaluation(session, round_id, {"map": 0.25, "map50": 0.5})
+        jobs.job_succeeded(session, job_id)
     queries = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a"}).json()["queries"]
     assert [q["box_id"] for q in queries] == [again[1], again[0]]
     assert queries[0]["round"] == 1 and queries[0]["informativeness"] == 0.6
@@ -134,8 +136,8 @@ def test_a_failed_job_keeps_the_old_ranking_and_the_round_is_retryable(client, d
     seed_pool(database, pid, [images[2]["id"]], 2)
     started = client.post(f"/v1/projects/{pid}/rounds").json()
     with database.transaction() as session:
-        service.job_started(session, started["job_id"], "w")
-        service.job_failed(session, started["job_id"], "CUDA out of memory")
+        jobs.job_started(session, started["job_id"], "w")
+        jobs.job_failed(session, started["job_id"], "CUDA out of memory")
     job = client.get(f"/v1/jobs/{started['job_id']}").json()
     assert job["state"] == "failed" and job["error"] == "CUDA out of memory"
     rounds = client.get(f"/v1/projects/{pid}/rounds").json()["items"]
@@ -191,7 +193,8 @@ def test_training_set_is_the_snapshot_taken_at_close(client, database, tmp_path)
     )
     with database.transaction() as session:
         round_ = session.query(Round).filter_by(project_id=pid, number=1).one()
-        training = {t.image_id: t for t in snapshot.training_set(session, pid, round_.snapshot_event_id)}
+        records = training_set(session, pid, round_.snapshot_event_id, lambda_d=0.5)
+        training = {t.image_id: t for t in records}
     assert set(training) == {images[0]["id"], images[2]["id"]}  # image 1 got its label after the close
     boxes = training[images[2]["id"]].boxes
     assert [(b.box_id, b.noisy, b.label) for b in boxes] == [(img2[0], False, 1), (img2[2], True, 0)]

@@ -17,8 +17,8 @@ import pytest
 import redis
 import yaml
 
+from oracle.digits import generate
 from tests.worker.loop import ROOT, digit_project, free_port, start, stop, wait_http, wait_job
-from worker.engine.digits import generate
 
 COMPOSE = ROOT / "docker-compose.yml"
 REDIS_URL = os.environ.get("BOXAL_TEST_REDIS_URL")

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from app.formats.coco import load_coco
-from worker.engine.digits import CLASSES, DigitScenes
+from formats.coco import load_coco
+from oracle.digits import CLASSES, DigitScenes
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bxl_end-to-end-admin-token-42"  # BOXAL_ADMIN_TOKEN of the servers these tests start
@@ -154,7 +154,7 @@ def digit_project(
 
 def oracle_answer(query: dict, truth: dict[str, list]) -> dict:
     """The paper's oracle: adjust to the best-overlapping ground truth box at IoU >= 0.5, else background."""
-    from app.formats.geometry import iou
+    from formats.geometry import iou
 
     best = max(
         truth.get(query["image"]["external_id"], []), key=lambda t: iou(t[0], query["bbox"]), default=None

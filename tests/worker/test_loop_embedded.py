@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from oracle.digits import generate
 from tests.worker.loop import (
     HEADERS,
     ROOT,
@@ -22,7 +23,6 @@ from tests.worker.loop import (
     wait_http,
     wait_job,
 )
-from worker.engine.digits import generate
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from app.db import Database
 from app.models import Box, LabelEvent, Round, Shard
+from oracle.digits import generate
 from tests.worker.loop import (
     HEADERS,
     annotator_answer,
@@ -26,7 +27,6 @@ from tests.worker.loop import (
     wait_http,
     wait_job,
 )
-from worker.engine.digits import generate
 
 REDIS_URL = os.environ.get("BOXAL_TEST_REDIS_URL")
 pytestmark = [

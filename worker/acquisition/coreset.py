@@ -86,3 +86,20 @@ def k_center_greedy(
     _lower(nearest, pool, norms, pool[pending])
     nearest[order] = 0.0
     return np.asarray(order, dtype=np.int64), np.asarray(picked), np.sqrt(nearest)
+
+
+def coreset_scores(pool: np.ndarray, centres: np.ndarray, budget: int) -> np.ndarray:
+    """Core-set informativeness: the first ``budget`` picks of k-center greedy score their distance at
+    pick time (non-increasing), the rest their final distance to the nearest centre or pick. Ranking by
+    this score serves the greedy order first."""
+    if len(pool) == 0:
+        return np.zeros(0)
+    order, picked_distance, final_distance = k_center_greedy(pool, centres, budget)
+    scores = final_distance.astype(np.float64).copy()
+    scores[order] = picked_distance
+    # a picked point must stay above every unpicked one, including ties at the boundary
+    if len(order) and len(order) < len(scores):
+        unpicked = np.setdiff1d(np.arange(len(scores)), order)
+        floor = scores[unpicked].max()
+        scores[order] = np.maximum(scores[order], np.nextafter(floor, np.inf))
+    return scores

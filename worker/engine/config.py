@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.projects.schemas import ProjectSettings
-from worker.engine.data import NoisyMode
 from worker.engine.presets import Preset, get_preset
 
 
@@ -17,8 +16,6 @@ class TrainConfig:
     batch_size: int
     lr_steps: tuple[int, ...]
     warmup_iters: int
-    lambda_d: float = 0.5
-    noisy: NoisyMode = "dampen"
     momentum: float = 0.9
     weight_decay: float = 1e-4
     seed: int = 0
@@ -56,8 +53,6 @@ class EngineConfig:
                 if settings.epochs is None
                 else tuple(max(1, round(s * settings.epochs / preset.epochs)) for s in preset.lr_steps),
                 warmup_iters=preset.warmup_iters,
-                lambda_d=settings.lambda_d,
-                noisy=settings.noisy,
                 seed=settings.seed,
             ),
         )

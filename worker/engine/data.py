@@ -1,13 +1,13 @@
-"""Training data: items (image path + boxes), the torch dataset, and readers for COCO and Pascal VOC.
+"""Training data: the torch dataset over training records, and readers for COCO and Pascal VOC.
 
-The readers reuse the service's parsers (app.formats): one parser per format in the whole product.
+A record (app.rounds.training_set.TrainingImage) becomes tensors here, once, for the loss:
+``boxes`` (N, 4) xyxy pixels, ``labels`` (N,) 0..C-1, ``weights`` (N,) loss weight per box, ``noisy`` (N,)
+bool. The readers use the shared parsers (formats/): one parser per format in the product.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 from PIL import Image as PILImage
@@ -15,55 +15,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
-from app.formats import coco, voc
-from app.formats.geometry import box_defect, clip_box
-
-NoisyMode = Literal["dampen", "drop", "full"]
-
-
-@dataclass
-class Item:
-    """One image and its boxes (xyxy pixels), labels 0..C-1, and which boxes are noisy."""
-
-    path: str
-    boxes: list[list[float]] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    noisy: list[bool] = field(default_factory=list)
-    image_id: int | str | None = None
-    width: int | None = None
-    height: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.noisy:
-            self.noisy = [False] * len(self.boxes)
-        if not len(self.boxes) == len(self.labels) == len(self.noisy):
-            raise ValueError(f"{self.path}: boxes, labels and noisy differ in length")
-
-
-def apply_noisy_mode(item: Item, mode: NoisyMode) -> Item:
-    """drop: noisy boxes leave the targets (their regions train as background); full: they count as labels."""
-    if mode == "dampen" or not any(item.noisy):
-        return item
-    if mode == "full":
-        return Item(
-            item.path,
-            item.boxes,
-            item.labels,
-            [False] * len(item.boxes),
-            item.image_id,
-            item.width,
-            item.height,
-        )
-    keep = [i for i, n in enumerate(item.noisy) if not n]
-    return Item(
-        item.path,
-        [item.boxes[i] for i in keep],
-        [item.labels[i] for i in keep],
-        [False] * len(keep),
-        item.image_id,
-        item.width,
-        item.height,
-    )
+from app.rounds.training_set import TargetBox, TrainingImage
+from formats import coco, voc
+from formats.geometry import box_defect, clip_box
 
 
 def load_image(path: str | Path) -> Tensor:
@@ -72,29 +26,44 @@ def load_image(path: str | Path) -> Tensor:
         return pil_to_tensor(img.convert("RGB")).float().div_(255.0)
 
 
-class DetectionDataset(Dataset[tuple[Tensor, dict[str, Tensor]]]):
-    """Items as (image, target) with target boxes, labels (0..C-1) and noisy; optional horizontal flip."""
+def target_tensors(record: TrainingImage) -> dict[str, Tensor]:
+    """A record's boxes as the tensors the detectors' losses read (see the module docstring)."""
+    return {
+        "boxes": torch.tensor([b.bbox for b in record.boxes], dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor([b.label for b in record.boxes], dtype=torch.int64),
+        "weights": torch.tensor([b.weight for b in record.boxes], dtype=torch.float32),
+        "noisy": torch.tensor([b.noisy for b in record.boxes], dtype=torch.bool),
+    }
 
-    def __init__(self, items: list[Item], *, hflip: bool = False) -> None:
-        self.items = items
+
+def hflip_target(target: dict[str, Tensor], width: int) -> dict[str, Tensor]:
+    """The target of the image mirrored left-right (every box-valued tensor is flipped)."""
+    out = dict(target)
+    for key, boxes in target.items():
+        if boxes.ndim == 2 and boxes.shape[-1] == 4:
+            out[key] = torch.stack(
+                [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1
+            )
+    return out
+
+
+class DetectionDataset(Dataset[tuple[Tensor, dict[str, Tensor]]]):
+    """Records as (image (3, H, W) in [0, 1], target tensors); optional random horizontal flip."""
+
+    def __init__(self, records: list[TrainingImage], *, hflip: bool = False) -> None:
+        self.records = records
         self.hflip = hflip
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
-        item = self.items[index]
-        image = load_image(item.path)
-        boxes = torch.tensor(item.boxes, dtype=torch.float32).reshape(-1, 4)
+        record = self.records[index]
+        image = load_image(record.path)
+        target = target_tensors(record)
         if self.hflip and torch.rand(()) < 0.5:
             image = image.flip(-1)
-            width = image.shape[-1]
-            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-        target = {
-            "boxes": boxes,
-            "labels": torch.tensor(item.labels, dtype=torch.int64),
-            "noisy": torch.tensor(item.noisy, dtype=torch.bool),
-        }
+            target = hflip_target(target, image.shape[-1])
         return image, target
 
 
@@ -104,13 +73,13 @@ def collate(batch: list[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor]
 
 def coco_items(
     json_path: str | Path, image_dir: str | Path, classes: list[str] | None = None
-) -> tuple[list[str], list[Item]]:
-    """Classes (file order unless given) and one item per image; crowd regions and defects are skipped."""
+) -> tuple[list[str], list[TrainingImage]]:
+    """Classes (file order unless given) and one record per image; crowd regions and defects skipped."""
     data = coco.load_coco(json_path)
     names = classes or list(dict.fromkeys(data.categories.values()))
     index = {name: i for i, name in enumerate(names)}
-    by_image: dict[int | str, Item] = {
-        image.id: Item(
+    by_image: dict[int | str, TrainingImage] = {
+        image.id: TrainingImage(
             str(Path(image_dir) / image.file_name), image_id=image.id, width=image.width, height=image.height
         )
         for image in data.images
@@ -125,26 +94,25 @@ def coco_items(
             if item.width and item.height
             else annotation.bbox
         )
-        item.boxes.append(bbox)
-        item.labels.append(index[name])
-        item.noisy.append(False)
+        item.boxes.append(TargetBox(bbox, index[name]))
     return names, list(by_image.values())
 
 
-def voc_items(root: str | Path, classes: list[str], image_set: str | None = None) -> list[Item]:
-    """One item per annotation file; unknown classes and degenerate boxes are skipped."""
+def voc_items(root: str | Path, classes: list[str], image_set: str | None = None) -> list[TrainingImage]:
+    """One record per annotation file; unknown classes and degenerate boxes are skipped."""
     index = {name: i for i, name in enumerate(classes)}
     items = []
     for annotation in voc.read_voc_dir(root, image_set):
         path = voc.image_path(root, annotation)
         if path is None:
             continue
-        item = Item(str(path), image_id=annotation.stem, width=annotation.width, height=annotation.height)
+        item = TrainingImage(
+            str(path), image_id=annotation.stem, width=annotation.width, height=annotation.height
+        )
         for obj in annotation.objects:
             if obj.defect or obj.name not in index:
                 continue
-            item.boxes.append(clip_box(obj.bbox, annotation.width, annotation.height))
-            item.labels.append(index[obj.name])
-            item.noisy.append(False)
+            bbox = clip_box(obj.bbox, annotation.width, annotation.height)
+            item.boxes.append(TargetBox(bbox, index[obj.name]))
         items.append(item)
     return items

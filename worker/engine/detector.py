@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.detection.transform import resize_boxes
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.retinanet import RetinaNet
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
 from worker.engine import faster_rcnn, retinanet
@@ -49,14 +55,9 @@ class Detector(ABC):
         self.preset = preset
         self.num_classes = num_classes
 
-    @abstractmethod
-    def target(self, boxes: Tensor, labels: Tensor, noisy: Tensor) -> dict[str, Tensor]:
-        """A training target: boxes (N, 4), labels 0..C-1 (N,), noisy (N,) bool."""
-
-    @abstractmethod
-    def set_lambda(self, lambda_d: float) -> None: ...
-
     def losses(self, images: list[Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The named loss terms on a batch. ``targets`` as engine/data.py makes them: boxes (N, 4),
+        labels 0..C-1 (N,), weights (N,) float, noisy (N,) bool."""
         return self.model(images, targets)
 
     @abstractmethod
@@ -73,25 +74,28 @@ class Detector(ABC):
 class FasterRCNNDetector(Detector):
     arch = "faster_rcnn"
     has_box_features = True
+    model: GeneralizedRCNN
 
-    def target(self, boxes: Tensor, labels: Tensor, noisy: Tensor) -> dict[str, Tensor]:
-        return {"boxes": boxes, "labels": labels + 1, "noisy": noisy}
+    @property
+    def _heads(self) -> RoIHeads:
+        return cast(RoIHeads, self.model.roi_heads)
 
-    def set_lambda(self, lambda_d: float) -> None:
-        faster_rcnn.set_lambda(self.model, lambda_d)
+    def losses(self, images: list[Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        # torchvision's Faster R-CNN counts classes from 1 (0 is background)
+        return self.model(images, [{**t, "labels": t["labels"] + 1} for t in targets])
 
     def _features(self, images: list[Tensor]):  # type: ignore[no-untyped-def]
         originals = [tuple(img.shape[-2:]) for img in images]
-        image_list, _ = self.model.transform(images)
-        features = self.model.backbone(image_list.tensors)
+        image_list, _ = cast(GeneralizedRCNNTransform, self.model.transform)(images)
+        features = cast(nn.Module, self.model.backbone)(image_list.tensors)
         return image_list, features, originals
 
     @torch.no_grad()
     def detect(self, images: list[Tensor], t_d: float) -> list[Detections]:
         model = self.model
         image_list, features, originals = self._features(images)
-        proposals, _ = model.rpn(image_list, features)
-        heads = model.roi_heads
+        proposals, _ = cast(RegionProposalNetwork, model.rpn)(image_list, features)
+        heads = self._heads
         box_features = heads.box_head(heads.box_roi_pool(features, proposals, image_list.image_sizes))
         class_logits, box_regression = heads.box_predictor(box_features)
         pred_boxes = heads.box_coder.decode(box_regression, proposals)
@@ -132,7 +136,7 @@ class FasterRCNNDetector(Detector):
     def rescore(self, images: list[Tensor], boxes: list[Tensor]) -> list[Rescored]:
         """Run the box head on the given boxes as proposals (no regression, no NMS)."""
         image_list, features, originals = self._features(images)
-        heads = self.model.roi_heads
+        heads = self._heads
         scaled = [
             resize_boxes(b.to(image_list.tensors.dtype), originals[i], image_list.image_sizes[i])
             for i, b in enumerate(boxes)
@@ -158,20 +162,15 @@ class RetinaNetDetector(Detector):
 
     arch = "retinanet"
     has_box_features = False
-
-    def target(self, boxes: Tensor, labels: Tensor, noisy: Tensor) -> dict[str, Tensor]:
-        return {"boxes": boxes, "labels": labels, "noisy": noisy}
-
-    def set_lambda(self, lambda_d: float) -> None:
-        retinanet.set_lambda(self.model, lambda_d)
+    model: RetinaNet
 
     def _forward(self, images: list[Tensor]):  # type: ignore[no-untyped-def]
         model = self.model
         originals = [tuple(img.shape[-2:]) for img in images]
-        image_list, _ = model.transform(images)
-        features = list(model.backbone(image_list.tensors).values())
-        head = model.head(features)
-        anchors = model.anchor_generator(image_list, features)
+        image_list, _ = cast(GeneralizedRCNNTransform, model.transform)(images)
+        features = list(cast(nn.Module, model.backbone)(image_list.tensors).values())
+        head = cast(nn.Module, model.head)(features)
+        anchors = cast(AnchorGenerator, model.anchor_generator)(image_list, features)
         per_level = [f.size(2) * f.size(3) for f in features]
         per_anchor = head["cls_logits"].size(1) // sum(per_level)
         per_level = [n * per_anchor for n in per_level]
@@ -245,9 +244,17 @@ def build_detector(
     max_size: int | None = None,
     dampened: bool = True,
 ) -> Detector:
-    kwargs = {"pretrained": pretrained, "min_size": min_size, "max_size": max_size, "dampened": dampened}
     if preset.arch == "faster_rcnn":
-        return FasterRCNNDetector(
-            faster_rcnn.build_faster_rcnn(preset, num_classes, **kwargs), preset, num_classes
+        model = faster_rcnn.build_faster_rcnn(
+            preset,
+            num_classes,
+            pretrained=pretrained,
+            min_size=min_size,
+            max_size=max_size,
+            dampened=dampened,
         )
-    return RetinaNetDetector(retinanet.build_retinanet(preset, num_classes, **kwargs), preset, num_classes)
+        return FasterRCNNDetector(model, preset, num_classes)
+    retina = retinanet.build_retinanet(
+        preset, num_classes, pretrained=pretrained, min_size=min_size, max_size=max_size, dampened=dampened
+    )
+    return RetinaNetDetector(retina, preset, num_classes)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from worker.engine.data import Item, load_image
+from app.rounds.training_set import TrainingImage
+from worker.engine.data import load_image
 from worker.engine.detector import Detector
 from worker.engine.inference import predict
 
@@ -18,29 +20,34 @@ EVAL_THRESHOLD = 0.01
 
 
 def coco_map(
-    items: list[Item], detections: list[tuple[list[list[float]], list[int], list[float]]], num_classes: int
+    items: list[TrainingImage],
+    detections: list[tuple[list[list[float]], list[int], list[float]]],
+    num_classes: int,
 ) -> dict[str, float]:
-    """COCO mAP@[.5:.95] and mAP@0.5 of per-image (boxes xyxy, labels 0..C-1, scores) against items."""
-    images, annotations, results = [], [], []
+    """COCO mAP@[.5:.95] and mAP@0.5 of per-image (boxes xyxy, labels 0..C-1, scores) against the
+    records' boxes (ground truth)."""
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for index, (item, (boxes, labels, scores)) in enumerate(zip(items, detections, strict=True)):
         width, height = item.width, item.height
         if width is None or height is None:
             _, height, width = load_image(item.path).shape
         images.append({"id": index + 1, "width": width, "height": height})
-        for box, label in zip(item.boxes, item.labels, strict=True):
-            x1, y1, x2, y2 = box
+        for box in item.boxes:
+            x1, y1, x2, y2 = box.bbox
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": index + 1,
-                    "category_id": label + 1,
+                    "category_id": box.label + 1,
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "area": (x2 - x1) * (y2 - y1),
                     "iscrowd": 0,
                 }
             )
-        for box, label, score in zip(boxes, labels, scores, strict=True):
-            x1, y1, x2, y2 = box
+        for found, label, score in zip(boxes, labels, scores, strict=True):
+            x1, y1, x2, y2 = found
             results.append(
                 {
                     "image_id": index + 1,
@@ -72,7 +79,7 @@ def coco_map(
 
 def evaluate(
     detector: Detector,
-    items: list[Item],
+    items: list[TrainingImage],
     *,
     batch_size: int = 4,
     device: str = "auto",

@@ -1,13 +1,13 @@
 """Faster R-CNN + FPN with the dampened loss: torchvision's RPN and RoI heads, subclassed.
 
 Both use torchvision's own matcher and sampler; only the loss is weighted (see losses.py). Targets carry
-``noisy`` (bool per box) next to ``boxes`` and ``labels``; without it every box is labeled.
+``weights`` (the loss weight of each box) next to ``boxes`` and ``labels``; without it every box weighs 1.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
@@ -17,7 +17,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
 from worker.engine.backbone import build_backbone
-from worker.engine.losses import NOISY_ANCHOR, anchor_weights, fastrcnn_loss, rpn_loss
+from worker.engine.losses import NOISY_ANCHOR, anchor_weights, box_weights, fastrcnn_loss, rpn_loss
 from worker.engine.presets import Preset
 
 IMAGE_MEAN = [0.485, 0.456, 0.406]
@@ -25,12 +25,11 @@ IMAGE_STD = [0.229, 0.224, 0.225]
 
 
 class DampenedRPN(RegionProposalNetwork):
-    lambda_d: float = 1.0
-
     def assign_targets_to_anchors(
         self, anchors: list[Tensor], targets: list[dict[str, Tensor]]
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """torchvision's assignment, with foreground anchors of noisy boxes labelled NOISY_ANCHOR."""
+        """torchvision's assignment, with foreground anchors of a box weighing w != 1 labelled
+        NOISY_ANCHOR + w (the loss reads the weight back from the label)."""
         labels = []
         matched_gt_boxes = []
         for anchors_per_image, target in zip(anchors, targets, strict=True):
@@ -51,9 +50,9 @@ class DampenedRPN(RegionProposalNetwork):
             labels_per_image = foreground.to(dtype=torch.float32)
             labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
             labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
-            noisy = target.get("noisy")
-            if noisy is not None and bool(noisy.any()):
-                labels_per_image[foreground & noisy[matched_idxs.clamp(min=0)]] = NOISY_ANCHOR
+            weights = box_weights(target)[matched_idxs.clamp(min=0)]
+            weighted = foreground & (weights != 1.0)
+            labels_per_image[weighted] = NOISY_ANCHOR + weights[weighted]
             labels.append(labels_per_image)
         return labels, matched_gt_boxes
 
@@ -67,12 +66,10 @@ class DampenedRPN(RegionProposalNetwork):
         sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
         pos = torch.where(torch.cat(sampled_pos, dim=0))[0]
         neg = torch.where(torch.cat(sampled_neg, dim=0))[0]
-        return rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, pos, neg, self.lambda_d)
+        return rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, pos, neg)
 
 
 class DampenedRoIHeads(RoIHeads):
-    lambda_d: float = 1.0
-
     def forward(  # type: ignore[override]
         self,
         features: dict[str, Tensor],
@@ -86,20 +83,13 @@ class DampenedRoIHeads(RoIHeads):
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
         weights = [
-            anchor_weights(_noisy(target), matched, label > 0, self.lambda_d)
+            anchor_weights(box_weights(target), matched, label > 0)
             for target, matched, label in zip(targets or [], matched_idxs, labels, strict=True)
         ]
         loss_classifier, loss_box_reg = fastrcnn_loss(
             class_logits, box_regression, labels, regression_targets, weights
         )
         return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
-
-
-def _noisy(target: dict[str, Tensor]) -> Tensor:
-    noisy = target.get("noisy")
-    if noisy is None:
-        return torch.zeros(target["boxes"].shape[0], dtype=torch.bool, device=target["boxes"].device)
-    return noisy
 
 
 def build_faster_rcnn(
@@ -151,9 +141,3 @@ def build_faster_rcnn(
         min_size or preset.min_size, max_size or preset.max_size, IMAGE_MEAN, IMAGE_STD
     )
     return GeneralizedRCNN(backbone, rpn, roi_heads, transform)
-
-
-def set_lambda(model: nn.Module, lambda_d: float) -> None:
-    for module in model.modules():
-        if isinstance(module, DampenedRPN | DampenedRoIHeads):
-            module.lambda_d = lambda_d

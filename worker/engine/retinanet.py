@@ -18,17 +18,11 @@ from worker.engine.presets import Preset
 
 
 class DampenedClassificationHead(RetinaNetClassificationHead):
-    lambda_d: float = 1.0
-
     def compute_loss(self, targets, head_outputs, matched_idxs):  # type: ignore[no-untyped-def]
-        return focal_loss(
-            head_outputs["cls_logits"], targets, matched_idxs, self.lambda_d, self.BETWEEN_THRESHOLDS
-        )
+        return focal_loss(head_outputs["cls_logits"], targets, matched_idxs, self.BETWEEN_THRESHOLDS)
 
 
 class DampenedRegressionHead(RetinaNetRegressionHead):
-    lambda_d: float = 1.0
-
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):  # type: ignore[no-untyped-def]
         if self._loss_type not in ("l1", "smooth_l1"):
             raise ValueError(
@@ -41,7 +35,6 @@ class DampenedRegressionHead(RetinaNetRegressionHead):
             matched_idxs,
             self.box_coder.encode_single,
             self._loss_type,
-            self.lambda_d,
         )
 
 
@@ -90,9 +83,3 @@ def build_retinanet(
         score_thresh=0.05,
     )
     return model
-
-
-def set_lambda(model: nn.Module, lambda_d: float) -> None:
-    for module in model.modules():
-        if isinstance(module, DampenedClassificationHead | DampenedRegressionHead):
-            module.lambda_d = lambda_d

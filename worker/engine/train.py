@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from app.rounds.training_set import TrainingImage
 from worker.engine.config import TrainConfig
-from worker.engine.data import DetectionDataset, Item, apply_noisy_mode, collate
+from worker.engine.data import DetectionDataset, collate
 from worker.engine.detector import Detector
 
 LAST = "last.pt"
@@ -81,7 +82,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 def train(
     detector: Detector,
-    items: list[Item],
+    records: list[TrainingImage],
     config: TrainConfig,
     *,
     checkpoint_dir: Path | None = None,
@@ -89,16 +90,35 @@ def train(
     progress: Callable[[Progress], None] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``detector`` in place on ``items`` (noisy boxes per ``config.noisy``)."""
-    if not items:
+    """Train ``detector`` in place on ``records`` (each box weighted as its record says)."""
+    if not records:
         raise ValueError("nothing to train on: no images")
     device = pick_device(config.device)
     seed_everything(config.seed)
     model = detector.model.to(device)
-    detector.set_lambda(config.lambda_d if config.noisy == "dampen" else 1.0)
-    dataset = DetectionDataset([apply_noisy_mode(item, config.noisy) for item in items], hflip=config.hflip)
     generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(
+    loader = _loader(records, config, generator)
+    run = _Run(detector, config, device, per_epoch=len(loader))
+    start_epoch = run.resume(checkpoint_dir / LAST if checkpoint_dir else None, warm_start, generator)
+    losses: dict[str, float] = {}
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        for iteration, (images, targets) in enumerate(loader, start=1):
+            losses = run.step(images, targets, epoch, iteration)
+            if progress is not None:
+                progress(Progress(epoch + 1, config.epochs, iteration, run.per_epoch, losses, run.lr))
+        if checkpoint_dir is not None:
+            run.checkpoint(checkpoint_dir / LAST, epoch + 1, extra)
+        generator.manual_seed(config.seed + epoch + 1)
+    model.eval()
+    return TrainResult(
+        epochs_run=config.epochs - start_epoch, resumed_from_epoch=start_epoch, final_losses=losses
+    )
+
+
+def _loader(records: list[TrainingImage], config: TrainConfig, generator: torch.Generator) -> DataLoader:
+    dataset = DetectionDataset(records, hflip=config.hflip)
+    return DataLoader(
         dataset,
         batch_size=config.batch_size,
         shuffle=True,
@@ -107,78 +127,75 @@ def train(
         num_workers=0,
         drop_last=len(dataset) > config.batch_size,
     )
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    per_epoch = len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, per_epoch, config))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    start_epoch = 0
-    last = checkpoint_dir / LAST if checkpoint_dir else None
-    if last is not None and last.is_file():
-        state = load_checkpoint(last, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"])
-        generator.manual_seed(config.seed + start_epoch)
-    elif warm_start is not None:
-        model.load_state_dict(load_checkpoint(warm_start, device)["model"])
 
-    losses: dict[str, float] = {}
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
-        for iteration, (images, targets) in enumerate(loader, start=1):
-            images = [image.to(device, non_blocking=True) for image in images]
-            targets = [
-                detector.target(t["boxes"].to(device), t["labels"].to(device), t["noisy"].to(device))
-                for t in targets
-            ]
-            with torch.autocast(device.type, enabled=use_amp):
-                terms = detector.losses(images, targets)
-            loss = sum(terms.values())
-            if not math.isfinite(float(loss.detach())):
-                raise TrainingDiverged(
-                    f"the loss became {float(loss.detach())} at epoch {epoch + 1}, iteration {iteration}; "
-                    f"lower the learning rate (now {config.lr})"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.clip_grad_norm:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses = {name: float(value.detach()) for name, value in terms.items()}
-            if progress is not None:
-                progress(
-                    Progress(
-                        epoch + 1,
-                        config.epochs,
-                        iteration,
-                        per_epoch,
-                        losses,
-                        optimizer.param_groups[0]["lr"],
-                    )
-                )
-        if last is not None:
-            save_checkpoint(
-                last,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "config": asdict(config),
-                    "epoch": epoch + 1,
-                    **(extra or {}),
-                },
+class _Run:
+    """The optimiser, schedule and mixed-precision scaler of one training run, and one SGD step."""
+
+    def __init__(self, detector: Detector, config: TrainConfig, device: torch.device, per_epoch: int):
+        self.detector, self.config, self.device, self.per_epoch = detector, config, device, per_epoch
+        self.params = [p for p in detector.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(
+            self.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda it: lr_factor(it, per_epoch, config)
+        )
+        self.amp = config.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def resume(self, last: Path | None, warm_start: Path | None, generator: torch.Generator) -> int:
+        """The epoch to start from: after the last checkpoint if there is one (else 0, from
+        ``warm_start``'s weights when given)."""
+        model = self.detector.model
+        if last is not None and last.is_file():
+            state = load_checkpoint(last, self.device)
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            start_epoch = int(state["epoch"])
+            generator.manual_seed(self.config.seed + start_epoch)
+            return start_epoch
+        if warm_start is not None:
+            model.load_state_dict(load_checkpoint(warm_start, self.device)["model"])
+        return 0
+
+    def step(
+        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]], epoch: int, iteration: int
+    ) -> dict[str, float]:
+        images = [image.to(self.device, non_blocking=True) for image in images]
+        targets = [{key: value.to(self.device) for key, value in t.items()} for t in targets]
+        with torch.autocast(self.device.type, enabled=self.amp):
+            terms = self.detector.losses(images, targets)
+        loss = sum(terms.values(), torch.zeros((), device=self.device))
+        if not math.isfinite(float(loss.detach())):
+            raise TrainingDiverged(
+                f"the loss became {float(loss.detach())} at epoch {epoch + 1}, iteration {iteration}; "
+                f"lower the learning rate (now {self.config.lr})"
             )
-        generator.manual_seed(config.seed + epoch + 1)
-    model.eval()
-    return TrainResult(
-        epochs_run=config.epochs - start_epoch, resumed_from_epoch=start_epoch, final_losses=losses
-    )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def checkpoint(self, path: Path, epochs_done: int, extra: dict[str, Any] | None) -> None:
+        save_checkpoint(
+            path,
+            {
+                "model": self.detector.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "config": asdict(self.config),
+                "epoch": epochs_done,
+                **(extra or {}),
+            },
+        )

@@ -1,23 +1,19 @@
-"""Strategies on hand-made inputs whose answers are known."""
+"""Strategies on hand-made inputs whose answers are known, built from the registry."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from worker.engine.coreset import k_center_greedy
-from worker.engine.strategies import (
-    STRATEGIES,
-    coreset_scores,
-    distribution,
-    entropy,
-    hashed_uniform,
-    least_confidence,
-    margin,
-    rank,
-    reduce,
-    score,
-)
+from worker.acquisition import REGISTRY, BoxBatch, Params, build, hashed_uniform, rank, reduce
+from worker.acquisition.coreset import coreset_scores, k_center_greedy
+from worker.acquisition.strategies import distribution, entropy, least_confidence, margin
+
+
+def score(name: str, *, ids: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
+    """Per-box scores from the registry's strategy of that name."""
+    return build(name, Params()).score_boxes(BoxBatch(ids, np.zeros_like(ids), probs))
+
 
 PROBS = np.array(
     [
@@ -91,7 +87,7 @@ def test_coreset_seeds_with_labeled_centres() -> None:
 
 
 def test_every_registered_strategy_is_documented_and_unknown_names_fail() -> None:
-    assert set(STRATEGIES) == {"random", "least_confidence", "entropy", "margin", "coreset"}
+    assert set(REGISTRY) == {"random", "least_confidence", "entropy", "margin", "coreset"}
     with pytest.raises(ValueError, match="unknown strategy"):
         score("bald", ids=np.arange(3))
     with pytest.raises(ValueError, match="needs class probabilities"):
@@ -118,3 +114,16 @@ def test_batched_coreset_makes_the_same_picks_as_plain_greedy() -> None:
         assert order.tolist() == expected, candidates
     assert np.all(np.diff(picked) <= 1e-4)  # greedy distances never increase
     assert final[order].max() == 0 and final.max() <= picked[-1] + 1e-4
+
+
+def test_the_api_offers_exactly_the_registered_strategies_and_loads_no_torch() -> None:
+    import subprocess
+    import sys
+
+    from app.projects.schemas import ProjectSettings
+
+    offered = ProjectSettings.model_json_schema()["properties"]["strategy"]["enum"]
+    assert offered == list(REGISTRY)
+    probe = "import sys, app.main; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"

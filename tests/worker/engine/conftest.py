@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.engine.digits import DigitScenes, generate
+from oracle.digits import DigitScenes, generate
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ def test_detect_matches_the_models_own_output_with_probabilities_and_features(
 def test_rescoring_fixed_boxes(digit_scenes) -> None:
     _, items = coco_items(digit_scenes.train_json, digit_scenes.images)
     frcnn = _detector("faster_rcnn")
-    boxes = [torch.tensor(items[0].boxes), torch.zeros((0, 4))]
+    boxes = [torch.tensor([b.bbox for b in items[0].boxes]), torch.zeros((0, 4))]
     out = rescore(frcnn, [items[0].path, items[1].path], boxes)
     assert out[0].probs.shape == (len(items[0].boxes), 10) and out[1].probs.shape == (0, 10)
     assert out[0].features.shape == (len(items[0].boxes), 256)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from worker.engine.data import Item, apply_noisy_mode
+from app.rounds.training_set import TargetBox, TrainingImage, with_noisy_mode
+from worker.engine.data import target_tensors
 from worker.engine.detector import Detector, build_detector
 from worker.engine.losses import NOISY_ANCHOR, anchor_weights, fastrcnn_loss, focal_loss, rpn_loss
 from worker.engine.presets import get_preset
@@ -25,13 +26,27 @@ def _pair(arch: str) -> tuple[Detector, Detector]:
     return dampened, stock
 
 
-def _batch() -> tuple[list[Tensor], list[Item]]:
+def record(path: str, boxes: list, labels: list[int], noisy: list[bool] | None = None) -> TrainingImage:
+    """A training record from parallel lists (compact to write in tests)."""
+    flags = noisy or [False] * len(boxes)
+    return TrainingImage(
+        path, [TargetBox(b, c, noisy=n) for b, c, n in zip(boxes, labels, flags, strict=True)]
+    )
+
+
+def apply_noisy_mode(item: TrainingImage, mode: str) -> TrainingImage:
+    return with_noisy_mode(item, mode, lambda_d=0.5)  # type: ignore[arg-type]
+
+
+def _batch() -> tuple[list[Tensor], list[TrainingImage]]:
     torch.manual_seed(1)
     images = [torch.rand(3, 128, 128) for _ in range(3)]
     items = [
-        Item("a", [[10, 12, 50, 60], [60, 62, 110, 120], [20, 70, 45, 100]], [0, 2, 1], [False, True, False]),
-        Item("b", [[5, 5, 40, 40], [70, 20, 120, 90]], [1, 1], [True, True]),
-        Item("c", [], [], []),  # an image with no objects
+        record(
+            "a", [[10, 12, 50, 60], [60, 62, 110, 120], [20, 70, 45, 100]], [0, 2, 1], [False, True, False]
+        ),
+        record("b", [[5, 5, 40, 40], [70, 20, 120, 90]], [1, 1], [True, True]),
+        record("c", [], [], []),  # an image with no objects
     ]
     return images, items
 
@@ -39,22 +54,13 @@ def _batch() -> tuple[list[Tensor], list[Item]]:
 def _losses(
     detector: Detector,
     images: list[Tensor],
-    items: list[Item],
+    items: list[TrainingImage],
     lambda_d: float = 1.0,
-    ignore_noisy: bool = False,
 ) -> dict[str, Tensor]:
-    detector.set_lambda(lambda_d)
+    """The detector's loss terms with noisy boxes weighing ``lambda_d`` (stock torchvision reads no
+    weights: it treats every box as a label)."""
     detector.model.train()
-    targets = []
-    for item in items:
-        noisy = [False] * len(item.noisy) if ignore_noisy else item.noisy
-        targets.append(
-            detector.target(
-                torch.tensor(item.boxes, dtype=torch.float32).reshape(-1, 4),
-                torch.tensor(item.labels, dtype=torch.int64),
-                torch.tensor(noisy),
-            )
-        )
+    targets = [target_tensors(with_noisy_mode(item, "dampen", lambda_d)) for item in items]
     torch.manual_seed(123)  # the samplers draw the same anchors and proposals every time
     return detector.losses(images, targets)
 
@@ -69,7 +75,7 @@ def _grads(detector: Detector, losses: dict[str, Tensor]) -> Tensor:
 def test_without_noisy_boxes_every_term_equals_stock_torchvision(arch: str) -> None:
     dampened, stock = _pair(arch)
     images, items = _batch()
-    clean = [Item(i.path, i.boxes, i.labels) for i in items]
+    clean = [record(i.path, [b.bbox for b in i.boxes], [b.label for b in i.boxes]) for i in items]
     ours = _losses(dampened, images, clean, lambda_d=0.5)
     theirs = _losses(stock, images, clean)
     assert set(ours) == set(theirs) and len(ours) == (4 if arch == "faster_rcnn" else 2)
@@ -115,7 +121,7 @@ def test_rpn_noisy_anchors_get_zero_gradient_at_lambda_zero_and_stay_foreground(
     labels = [torch.tensor([1.0, 0.0, NOISY_ANCHOR, NOISY_ANCHOR, 0.0])]
     targets = [torch.randn(5, 4)]
     pos, neg = torch.tensor([0, 2, 3]), torch.tensor([1, 4])
-    objectness_loss, box_loss = rpn_loss(objectness, deltas, labels, targets, pos, neg, lambda_d=0.0)
+    objectness_loss, box_loss = rpn_loss(objectness, deltas, labels, targets, pos, neg)  # noisy weight 0
     (objectness_loss + box_loss).backward()
     assert objectness.grad[2:4].abs().max() == 0 and deltas.grad[2:4].abs().max() == 0
     assert objectness.grad[[0, 1, 4]].abs().min() > 0
@@ -133,7 +139,7 @@ def test_roi_and_focal_losses_weight_noisy_samples() -> None:
     logits = torch.randn(4, 3, requires_grad=True)
     regression = torch.randn(4, 12, requires_grad=True)
     labels = [torch.tensor([1, 2, 0, 2])]
-    weights = [anchor_weights(torch.tensor([False, True]), torch.tensor([0, 1, 0, 1]), labels[0] > 0, 0.0)]
+    weights = [anchor_weights(torch.tensor([1.0, 0.0]), torch.tensor([0, 1, 0, 1]), labels[0] > 0)]
     assert weights[0].tolist() == [1.0, 0.0, 1.0, 0.0]  # background keeps weight 1 even if matched to 0
     cls, box = fastrcnn_loss(logits, regression, labels, [torch.randn(4, 4)], weights)
     (cls + box).backward()
@@ -143,10 +149,10 @@ def test_roi_and_focal_losses_weight_noisy_samples() -> None:
     target = {
         "boxes": torch.zeros(2, 4),
         "labels": torch.tensor([0, 2]),
-        "noisy": torch.tensor([False, True]),
+        "weights": torch.tensor([1.0, 0.0]),  # the second box is noisy, at lambda_d 0
     }
     matched = [torch.tensor([0, 1, -1, -2, 1])]
-    loss = focal_loss(cls_logits, [target], matched, lambda_d=0.0, between_thresholds=-2)
+    loss = focal_loss(cls_logits, [target], matched, between_thresholds=-2)
     loss.backward()
     grad = cls_logits.grad[0]
     assert grad[[1, 4]].abs().max() == 0 and grad[3].abs().max() == 0  # noisy, and ignored

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from app.formats.coco import load_coco
+from app.rounds.training_set import TargetBox, TrainingImage
+from formats.coco import load_coco
+from oracle import digits
 from tests.conftest import BCCD
-from worker.engine import digits
 from worker.engine.backbone import PretrainedWeightsUnavailable
-from worker.engine.data import DetectionDataset, coco_items, voc_items
+from worker.engine.data import DetectionDataset, coco_items, target_tensors, voc_items
 from worker.engine.detector import build_detector
 from worker.engine.presets import PRESETS, get_preset
 
@@ -20,7 +21,7 @@ from worker.engine.presets import PRESETS, get_preset
 def test_every_preset_builds_from_scratch_and_trains_a_step(name: str) -> None:
     detector = build_detector(get_preset(name), 2, pretrained=False, min_size=96, max_size=96)
     detector.model.train()
-    target = detector.target(torch.tensor([[10.0, 10, 50, 60]]), torch.tensor([1]), torch.tensor([False]))
+    target = target_tensors(TrainingImage("x", [TargetBox([10.0, 10, 50, 60], 1)]))
     losses = detector.losses([torch.rand(3, 96, 96)], [target])
     assert all(torch.isfinite(v) for v in losses.values())
 
@@ -45,11 +46,11 @@ def test_unknown_preset_names_the_choices() -> None:
 def test_readers_share_the_service_parsers_on_bccd_and_coco(digit_scenes) -> None:
     items = voc_items(BCCD, ["RBC", "WBC", "Platelets"], "trainval")
     assert len(items) == 292
-    assert all(len(i.boxes) == len(i.labels) for i in items)
+    assert all(len(i.boxes) == len(i.labeled) for i in items)  # every box a label, none noisy
     assert sum(len(i.boxes) for i in items) == sum(
         1 for i in items for _ in i.boxes
     )  # zero-size boxes are not among them
-    assert all(b[2] > b[0] and b[3] > b[1] for i in items for b in i.boxes)
+    assert all(b.bbox[2] > b.bbox[0] and b.bbox[3] > b.bbox[1] for i in items for b in i.boxes)
     classes, coco = coco_items(digit_scenes.train_json, digit_scenes.images)
     assert classes == digits.CLASSES and len(coco) == 48
     image, target = DetectionDataset(coco[:1])[0]

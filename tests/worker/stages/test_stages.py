@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 from app.models import Box, Image, Round, Shard
 from app.projects.service import get_project
 from app.rounds import service as rounds
-from worker import pipeline
+from oracle.digits import CLASSES, generate
 from worker.context import WorkerContext
-from worker.engine.digits import CLASSES, generate
+from worker.stages import evaluate, rank, route, score, train
+from worker.stages.job import Skip, Stage
 
 pytestmark = pytest.mark.slow
 
@@ -36,23 +37,23 @@ def _project(client, scenes, **settings) -> int:
 
 
 def _run_round(ctx: WorkerContext, job_id: str) -> None:
-    """What the tasks do, in order, in this process."""
-    queue = [("run", [job_id])]
+    """What the tasks do, in order, in this process (None: the job's router)."""
+    queue: list[tuple[Stage | None, list]] = [(None, [job_id])]
     while queue:
-        name, args = queue.pop(0)
-        if name == "run" or name == "boxal.round.run":
-            queue += pipeline.route(ctx, args[0])
-        elif name == pipeline.TASK_TRAIN:
-            pipeline.train_round(ctx, args[0])
-            queue.append(("run", args))
-        elif name == pipeline.TASK_SCORE:
-            if pipeline.score_shard(ctx, *args):
-                queue.append((pipeline.TASK_RANK, [args[0]]))
-        elif name == pipeline.TASK_RANK:
-            pipeline.rank_round(ctx, args[0])
-            queue.append((pipeline.TASK_EVALUATE, args))
-        elif name == pipeline.TASK_EVALUATE:
-            pipeline.evaluate_round(ctx, args[0])
+        stage, args = queue.pop(0)
+        if stage is None:
+            queue += route.route(ctx, args[0])
+        elif stage is Stage.TRAIN:
+            train.train_round(ctx, args[0])
+            queue.append((None, args))
+        elif stage is Stage.SCORE:
+            if score.score_shard(ctx, *args):
+                queue.append((Stage.RANK, [args[0]]))
+        elif stage is Stage.RANK:
+            rank.rank_round(ctx, args[0])
+            queue.append((Stage.EVALUATE, args))
+        elif stage is Stage.EVALUATE:
+            evaluate.evaluate_round(ctx, args[0])
 
 
 def _start(ctx: WorkerContext, pid: int) -> str:
@@ -85,13 +86,13 @@ def test_fixed_pool_is_predicted_once_and_stages_are_idempotent(client, ctx, sce
     assert boxes > 0 and round1.state == "open"
     # every stage again: nothing changes, nothing is written twice
     for index in range(4):
-        with pytest.raises(pipeline.Skip):
-            pipeline.score_shard(ctx, job, index, 4)
-    with pytest.raises(pipeline.Skip):
-        pipeline.rank_round(ctx, job)
-    with pytest.raises(pipeline.Skip):
-        pipeline.train_round(ctx, job)
-    assert pipeline.route(ctx, job) == []
+        with pytest.raises(Skip):
+            score.score_shard(ctx, job, index, 4)
+    with pytest.raises(Skip):
+        rank.rank_round(ctx, job)
+    with pytest.raises(Skip):
+        train.train_round(ctx, job)
+    assert route.route(ctx, job) == []
     _answer_top(client, pid, 4)
     job2 = _start(ctx, pid)
     _run_round(ctx, job2)
@@ -120,7 +121,7 @@ def test_refresh_repredicts_and_keeps_answers(client, ctx, scenes) -> None:
         )
     assert len(kept) == 4 and {b.status for b in kept.values()} == {"labeled", "background"}
     assert {b.round_predicted for b in unlabeled} == {2} and images == {2}
-    from app.formats.geometry import iou
+    from formats.geometry import iou
 
     for box in unlabeled:  # no new prediction sits on an answered box
         assert all(iou(box.bbox, a.bbox) < 0.5 for a in kept.values() if a.image_id == box.image_id)

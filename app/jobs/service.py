@@ -1,0 +1,165 @@
+"""Background jobs and their shards: what a worker reports while it runs one, and how a job is found.
+
+A job runs one round (``kind`` "round"): queued -> running -> succeeded | failed. Workers report a
+heartbeat with every progress update; a job whose heartbeat is older than ``job_stale_s`` is taken
+back (``take_back_stale``) and sent again. Multi-worker stages split their work into shards, one row
+each, so that a stage run twice does nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db import is_sqlite, load
+from app.errors import NotFound
+from app.jobs.schemas import JobPublic
+from app.models import Job, Round, Shard, utcnow
+
+ROUND_JOB = "round"
+
+
+def get_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
+    job = load(session, Job, job_id, for_update=for_update)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return job
+
+
+def new_round_job(session: Session, round_: Round) -> Job:
+    """A queued job that will run ``round_``; the caller commits, then enqueues it."""
+    job = Job(
+        id=str(uuid.uuid4()),
+        project_id=round_.project_id,
+        round_id=round_.id,
+        kind=ROUND_JOB,
+        state="queued",
+        progress={"stage": "queued"},
+    )
+    session.add(job)
+    session.flush()
+    round_.job_id = job.id
+    return job
+
+
+def job_started(session: Session, job_id: str, worker: str) -> Job:
+    job = get_job(session, job_id, for_update=True)
+    now = utcnow()
+    job.state = "running"
+    job.attempts += 1
+    job.worker = worker
+    job.started_at = job.started_at or now
+    job.heartbeat_at = now
+    job.error = None
+    session.flush()
+    return job
+
+
+def job_progress(session: Session, job_id: str, **progress: Any) -> None:
+    """Merge ``progress`` into the job's and beat its heartbeat."""
+    job = get_job(session, job_id, for_update=True)
+    job.progress = {**(job.progress or {}), **progress}
+    job.heartbeat_at = utcnow()
+    session.flush()
+
+
+def job_succeeded(session: Session, job_id: str) -> None:
+    job = get_job(session, job_id, for_update=True)
+    job.state = "succeeded"
+    job.finished_at = utcnow()
+    job.progress = {**(job.progress or {}), "stage": "done", "fraction": 1.0}
+    session.flush()
+
+
+def job_failed(session: Session, job_id: str, error: str) -> None:
+    """The job stops with a readable error; its round becomes retryable; the old ranking keeps serving."""
+    job = get_job(session, job_id, for_update=True)
+    job.state = "failed"
+    job.error = error[:4000]
+    job.finished_at = utcnow()
+    if job.round_id is not None:
+        round_ = load(session, Round, job.round_id, for_update=True)
+        if round_ is not None and round_.state in ("training", "scoring"):
+            round_.state = "failed"
+            round_.error = job.error
+    session.flush()
+
+
+def take_back_stale(session: Session, stale_after: timedelta, now: datetime | None = None) -> list[str]:
+    """Jobs queued or running whose last sign of life is older than ``stale_after``: their claim is
+    released (worker cleared, heartbeat reset) so that sending them again lets any worker take them."""
+    now = now or utcnow()
+    stmt = select(Job).where(Job.state.in_(("queued", "running")))
+    if not is_sqlite(session):
+        stmt = stmt.with_for_update(skip_locked=True, key_share=True)
+    stale = [job for job in session.scalars(stmt) if (job.heartbeat_at or job.created_at) < now - stale_after]
+    for job in stale:
+        job.worker = None
+        job.heartbeat_at = now
+        job.progress = {**(job.progress or {}), "recovered_at": now.isoformat()}
+    session.flush()
+    return [job.id for job in stale]
+
+
+# --- shards --------------------------------------------------------------------------------------
+
+
+def plan_shards(session: Session, round_id: int, stage: str, total: int) -> None:
+    existing = session.scalar(select(func.count()).where(Shard.round_id == round_id, Shard.stage == stage))
+    if existing:
+        return
+    session.add_all(Shard(round_id=round_id, stage=stage, index=i, total=total) for i in range(total))
+    session.flush()
+
+
+def planned_shards(session: Session, round_id: int, stage: str) -> int | None:
+    """How many shards the stage was split into, or None if it has not been planned."""
+    return session.scalar(select(Shard.total).where(Shard.round_id == round_id, Shard.stage == stage))
+
+
+def shard_finished(
+    session: Session, round_id: int, stage: str, index: int, worker: str | None = None
+) -> bool:
+    """Mark one shard done (by ``worker``); True when every shard of the stage is done (hand on then)."""
+    values: dict[str, Any] = {"done": True}
+    if worker is not None:
+        values["worker"] = worker
+    session.execute(
+        update(Shard)
+        .where(Shard.round_id == round_id, Shard.stage == stage, Shard.index == index)
+        .values(**values)
+    )
+    session.flush()
+    left = session.scalar(
+        select(func.count()).where(Shard.round_id == round_id, Shard.stage == stage, Shard.done.is_(False))
+    )
+    return left == 0
+
+
+def shards_done(session: Session, round_id: int, stage: str) -> set[int]:
+    stmt = select(Shard.index).where(Shard.round_id == round_id, Shard.stage == stage, Shard.done)
+    return set(session.scalars(stmt))
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def to_public(session: Session, job: Job) -> JobPublic:
+    round_ = session.get(Round, job.round_id) if job.round_id is not None else None
+    return JobPublic(
+        id=job.id,
+        kind=job.kind,
+        state=job.state,  # type: ignore[arg-type]
+        progress=job.progress or {},
+        error=job.error,
+        project_id=job.project_id,
+        round=round_.number if round_ is not None else None,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )

@@ -1,0 +1,104 @@
+"""What a round trains on: one record per training image, from the label snapshot to the loss.
+
+Round N+1's model trains on every label event with id <= the snapshot taken when round N closed;
+answers that keep arriving while it trains count toward the round after. Per DESIGN.md:
+- L_I: pool images fully labeled or holding at least one labeled box (as of the snapshot);
+- on each: labeled boxes are targets of weight 1; predicted boxes still unlabeled (as of the snapshot)
+  are noisy targets of weight ``lambda_d``, except on fully labeled images; background/duplicate
+  answers are not targets.
+
+A ``TrainingImage`` goes unchanged from here to the engine's dataset, which turns it into tensors, and
+the loss reads each box's ``weight`` from them. torch-free: the API and the worker share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Box, Image
+from app.rounds.snapshot import labeled_images_query
+
+NoisyMode = Literal["dampen", "drop", "full"]
+
+
+@dataclass(frozen=True)
+class TargetBox:
+    """A box the detector trains on. ``bbox``: [x1, y1, x2, y2] pixels; ``label``: class index 0..C-1.
+
+    ``noisy``: a prediction nobody has answered yet (the paper's noisy label); ``weight``: the factor on
+    the loss of every anchor or proposal matched to it (1 for answered boxes, ``lambda_d`` for noisy).
+    """
+
+    bbox: list[float]
+    label: int
+    noisy: bool = False
+    weight: float = 1.0
+    box_id: int | None = None
+
+
+@dataclass
+class TrainingImage:
+    """One image and the boxes it trains with (also used for test images' ground truth)."""
+
+    path: str
+    boxes: list[TargetBox] = field(default_factory=list)
+    image_id: int | str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def labeled(self) -> list[TargetBox]:
+        return [b for b in self.boxes if not b.noisy]
+
+    @property
+    def noisy(self) -> list[TargetBox]:
+        return [b for b in self.boxes if b.noisy]
+
+
+def with_noisy_mode(image: TrainingImage, mode: NoisyMode, lambda_d: float) -> TrainingImage:
+    """dampen: noisy boxes weigh ``lambda_d``; drop: they leave the targets (their regions then train
+    as background); full: they count as labels (weight 1, not noisy)."""
+    if mode == "drop":
+        return replace(image, boxes=image.labeled)
+    if mode == "full":
+        return replace(image, boxes=[replace(b, noisy=False, weight=1.0) for b in image.boxes])
+    return replace(image, boxes=[replace(b, weight=lambda_d) if b.noisy else b for b in image.boxes])
+
+
+def training_set(
+    session: Session, project_id: int, snapshot: int, *, lambda_d: float, noisy: NoisyMode = "dampen"
+) -> list[TrainingImage]:
+    """The records round N+1 trains on, as of label event ``snapshot``, ordered by image id."""
+    images = {
+        image.id: (image, image.fully_labeled and (image.labeled_event_id or 0) <= snapshot)
+        for image in session.scalars(labeled_images_query(project_id, snapshot).order_by(Image.id))
+    }
+    out = {
+        image_id: TrainingImage(image.path, image_id=image_id, width=image.width, height=image.height)
+        for image_id, (image, _) in images.items()
+    }
+    ids = list(images)
+    for start in range(0, len(ids), 500):
+        stmt = select(Box).where(Box.image_id.in_(ids[start : start + 500])).order_by(Box.image_id, Box.id)
+        for box in session.scalars(stmt):
+            target = _target(box, snapshot, complete=images[box.image_id][1])
+            if target is not None:
+                out[box.image_id].boxes.append(target)
+    return [with_noisy_mode(image, noisy, lambda_d) for image in out.values()]
+
+
+def _target(box: Box, snapshot: int, *, complete: bool) -> TargetBox | None:
+    """What ``box`` was as of the snapshot: a label, a noisy target (as first predicted), or nothing."""
+    answered_before = box.answer_event_id is None or box.answer_event_id <= snapshot
+    if box.status == "labeled" and answered_before:
+        return TargetBox(box.bbox, box.label, box_id=box.id)
+    if box.source != "predicted" or complete:
+        return None  # annotator boxes drawn after the snapshot; leftovers on complete images
+    if box.status == "unlabeled" or not answered_before:
+        original = box.predicted or {"bbox": box.bbox, "label": box.label}
+        return TargetBox(list(original["bbox"]), int(original["label"]), noisy=True, box_id=box.id)
+    return None

@@ -1,0 +1,74 @@
+"""The oracle's commands on the `boxal` CLI (registered by the ``boxal.commands`` entry point):
+`boxal simulate` and `boxal report`. Importing this module is light: no torch, no server code."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command(epilog=_presets_help())(simulate)
+    cli.command()(report)
+
+
+def _presets_help() -> str:
+    from oracle.presets import PRESETS  # light: no torch
+
+    return "Presets:\n\n" + "\n\n".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
+
+
+def simulate(
+    preset: Annotated[str, typer.Option(help="a preset, listed below")] = "smoke",
+    url: Annotated[
+        str | None, typer.Option(help="a running boxal server; default: start an embedded one")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="experiment directory (default: experiments/<preset>)")
+    ] = None,
+    seed: Annotated[
+        list[int] | None, typer.Option(help="seeds to run (repeatable); default: the preset's")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="data set location (VOC/COCO presets, or a digits folder)")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(help="active-learning rounds per arm; default: the preset's")
+    ] = None,
+    token: Annotated[str | None, typer.Option(envvar="BOXAL_TOKEN", help="bearer token for --url")] = None,
+) -> None:
+    """Reproduce the paper's box vs image query experiment with a simulated oracle, over the REST API."""
+    from oracle.simulate import simulate as run
+
+    try:
+        run(
+            preset,
+            url=url,
+            out=Path(out or f"experiments/{preset}"),
+            seeds=seed,
+            data=Path(data) if data else None,
+            token=token,
+            rounds=rounds,
+        )
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+def report(
+    runs: Annotated[list[str], typer.Argument(help="experiment directories of one experiment, other seeds")],
+    out: Annotated[str, typer.Option(help="where the merged rounds, plots and summary go")],
+) -> None:
+    """Merge runs of one experiment made separately (e.g. one seed per machine) into one report."""
+    from oracle.report import merge_runs
+
+    try:
+        merge_runs([Path(r) for r in runs], Path(out), "boxal report " + shlex.join(sys.argv[2:]))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"merged {len(runs)} runs: {Path(out) / 'summary.md'}")

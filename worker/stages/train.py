@@ -1,0 +1,129 @@
+"""Stage 1: train the round's model on its training set (or adopt a given initial model)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from app.jobs import service as jobs
+from app.rounds import results
+from app.rounds.training_set import TrainingImage, training_set
+from worker.context import WorkerContext
+from worker.engine.config import EngineConfig
+from worker.engine.detector import build_detector
+from worker.engine.train import Progress, seed_everything, train
+from worker.stages.job import RoundRef, Skip, claim, load, progress
+
+HEARTBEAT_EVERY_S = 5.0
+
+
+def train_round(ctx: WorkerContext, job_id: str) -> str:
+    """Train, save the model under a new version, move the round on to scoring; returns the version."""
+    ref = load(ctx, job_id)
+    if ref.state != "training":
+        raise Skip(f"round {ref.number} is {ref.state}, past training")
+    claim(ctx, job_id, "training")
+    if ref.number == 1 and ref.settings.initial_model:
+        return _adopt_initial_model(ctx, ref, ref.settings.initial_model)
+    settings = ref.settings
+    with ctx.db.transaction(write=False) as session:
+        records = training_set(
+            session, ref.project_id, ref.snapshot_event_id, lambda_d=settings.lambda_d, noisy=settings.noisy
+        )
+    config = EngineConfig.from_settings(settings, len(ref.classes))
+    seed_everything(config.train.seed)  # the initial weights too: a round's model depends only on its data
+    detector = build_detector(
+        config.preset,
+        config.num_classes,
+        pretrained=config.pretrained,
+        min_size=config.min_size,
+        max_size=config.max_size,
+    )
+    model_version = ref.new_model_version
+    progress(ctx, job_id, stage="training", model_version=model_version, **_describe(records, config))
+    result = train(
+        detector,
+        records,
+        config.train,
+        checkpoint_dir=ctx.artifacts.training(ref.round_id, job_id),
+        warm_start=_previous_model(ctx, ref) if settings.warm_start else None,
+        progress=_heartbeat(ctx, job_id),
+        extra={"model_version": model_version},
+    )
+    ctx.artifacts.save_model(
+        model_version,
+        {
+            "model": detector.model.state_dict(),
+            "preset": config.preset.name,
+            "num_classes": config.num_classes,
+            "min_size": config.min_size,
+            "max_size": config.max_size,
+            "model_version": model_version,
+            "project_id": ref.project_id,
+            "round": ref.number,
+            "config": config.to_dict(),
+            "resumed_from_epoch": result.resumed_from_epoch,
+        },
+    )
+    _finish(ctx, ref, model_version, resumed_from_epoch=result.resumed_from_epoch)
+    return model_version
+
+
+def _describe(records: list[TrainingImage], config: EngineConfig) -> dict[str, Any]:
+    return {
+        "images": len(records),
+        "labeled_boxes": sum(len(r.labeled) for r in records),
+        "noisy_boxes": sum(len(r.noisy) for r in records),
+        "epochs": config.train.epochs,
+    }
+
+
+def _heartbeat(ctx: WorkerContext, job_id: str):  # type: ignore[no-untyped-def]
+    """A progress callback that reports to the job at most every HEARTBEAT_EVERY_S seconds."""
+    last_beat = [0.0]
+
+    def on_progress(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last_beat[0] >= HEARTBEAT_EVERY_S or p.iteration == p.iterations:
+            last_beat[0] = now
+            done = ((p.epoch - 1) * p.iterations + p.iteration) / (p.epochs * p.iterations)
+            progress(
+                ctx,
+                job_id,
+                epoch=p.epoch,
+                iteration=p.iteration,
+                iterations=p.iterations,
+                loss=round(sum(p.losses.values()), 4),
+                fraction=round(0.7 * done, 4),
+            )
+
+    return on_progress
+
+
+def _finish(ctx: WorkerContext, ref: RoundRef, model_version: str, **report: Any) -> None:
+    with ctx.db.transaction() as session:
+        results.training_finished(session, ref.round_id, model_version)
+        jobs.job_progress(session, ref.job_id, stage="scoring", **report)
+
+
+def _adopt_initial_model(ctx: WorkerContext, ref: RoundRef, model_version: str) -> str:
+    path = ctx.artifacts.model(model_version)
+    if not path.is_file():
+        raise ValueError(f"initial_model {model_version!r} is not in the artifact store ({path})")
+    num_classes = torch.load(path, map_location="cpu", weights_only=False)["num_classes"]
+    if num_classes != len(ref.classes):
+        raise ValueError(
+            f"initial_model {model_version!r} has {num_classes} classes; the project has {len(ref.classes)}"
+        )
+    _finish(ctx, ref, model_version, initial_model=model_version)
+    return model_version
+
+
+def _previous_model(ctx: WorkerContext, ref: RoundRef) -> Any:
+    with ctx.db.transaction(write=False) as session:
+        previous = results.previous_model(session, ref.project_id, ref.number)
+    if previous is None or not ctx.artifacts.model(previous).is_file():
+        return None
+    return ctx.artifacts.model(previous)
