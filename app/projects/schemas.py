@@ -43,13 +43,49 @@ class ProjectSettings(BaseModel):
     )
     k: int = Field(10, ge=1, le=1000, description="queries leased per call when the request names no k")
     round_size: int = Field(
-        100, ge=1, le=1_000_000, description="answers that close a round and start retraining (paper's K)"
+        100,
+        ge=1,
+        le=1_000_000,
+        description="what closes a round and starts retraining (the paper's K), counted as round_budget says",
+    )
+    round_budget: Literal["answers", "boxes"] = Field(
+        "answers",
+        description="answers: a box round closes after round_size answers; boxes: after round_size boxes "
+        "obtained (adjusted or accepted answers; background and duplicate answers are free, as in Lyu et "
+        "al., CVPR 2023). Image rounds count answers.",
     )
     t_d: float = Field(0.05, gt=0, lt=1, description="detection threshold for pool predictions (low: recall)")
     lambda_d: float = Field(0.5, ge=0, le=1, description="dampening weight of noisy boxes (paper: 0.5)")
     noisy: Literal["dampen", "drop", "full"] = Field(
         "dampen",
         description="unlabeled predicted boxes on training images: dampened targets, dropped, or full labels",
+    )
+    loss_reading: Literal["anchor_weights", "group_means"] = Field(
+        "anchor_weights",
+        description="how Eq. 3 weighs noisy boxes. anchor_weights: each anchor matched to a noisy box has "
+        "its loss times lambda_d, every term normalised as the stock torchvision term (DESIGN.md); "
+        "group_means: the literal reading, the mean over labeled anchors plus lambda_d times the mean "
+        "over noisy anchors (one noisy anchor can then weigh as much as all labeled ones)",
+    )
+    training_images: Literal["answered", "labeled"] = Field(
+        "answered",
+        description="which pool images train besides fully labeled ones. answered: every image with an "
+        "answered box, background answers included, which train as negatives (the paper, Sec. 3); "
+        "labeled: only images with an adjusted or accepted box (boxal before this setting)",
+    )
+    noisy_targets: Literal["frozen", "refreshed"] = Field(
+        "frozen",
+        description="frozen: noisy boxes are the first model's predictions, as the paper has them; "
+        "refreshed (beyond the paper): before each round's training the current model predicts the "
+        "training images again; noisy boxes overlapping an answered box are dropped, one class per object "
+        "is kept, and predictions below refresh_confidence become ignore regions",
+    )
+    refresh_confidence: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="refreshed noisy targets: a prediction scoring at least this is a noisy target; one "
+        "between t_d and this is an ignore region (trains as neither object nor background)",
     )
     model: str = Field("faster_rcnn_r18_fpn_lite", description=f"detector preset: one of {MODEL_PRESETS}")
     pretrained: bool | None = Field(

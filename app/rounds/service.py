@@ -46,7 +46,8 @@ def start_next_round(session: Session, project: Project, now: datetime | None = 
         job = jobs.new_round_job(session, current)
         return current, job
     cut = snapshot.last_event_id(session, project.id)
-    counts = snapshot.counts(session, project.id, cut)
+    answered = project_settings(project).training_images == "answered"
+    counts = snapshot.counts(session, project.id, cut, answered_images=answered)
     if counts.images_labeled == 0:
         raise Conflict(
             "nothing to train on yet: import ground truth for some pool images (POST .../imports) "

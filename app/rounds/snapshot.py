@@ -28,9 +28,15 @@ def _known(column, snapshot: int):  # type: ignore[no-untyped-def]
     return or_(column.is_(None), column <= snapshot)
 
 
-def labeled_images_query(project_id: int, snapshot: int):  # type: ignore[no-untyped-def]
+ANSWERED = ("labeled", "background", "duplicate")
+
+
+def labeled_images_query(project_id: int, snapshot: int, *, answered: bool = True):  # type: ignore[no-untyped-def]
+    """The training images L_I as of ``snapshot``: fully labeled pool images, and those with an answered
+    box (``answered``: any answer, the paper's rule) or with a labeled box (``answered=False``)."""
+    statuses = ANSWERED if answered else ("labeled",)
     with_labels = select(Box.image_id).where(
-        Box.project_id == project_id, Box.status == "labeled", _known(Box.answer_event_id, snapshot)
+        Box.project_id == project_id, Box.status.in_(statuses), _known(Box.answer_event_id, snapshot)
     )
     return select(Image).where(
         Image.project_id == project_id,
@@ -42,7 +48,8 @@ def labeled_images_query(project_id: int, snapshot: int):  # type: ignore[no-unt
     )
 
 
-def counts(session: Session, project_id: int, snapshot: int) -> Counts:
+def counts(session: Session, project_id: int, snapshot: int, *, answered_images: bool = True) -> Counts:
+    """Boxes obtained, training images (as ``labeled_images_query`` counts them), answers and seconds."""
     boxes = session.scalar(
         select(func.count())
         .select_from(Box)
@@ -55,7 +62,9 @@ def counts(session: Session, project_id: int, snapshot: int) -> Counts:
         )
     )
     images = session.scalar(
-        select(func.count()).select_from(labeled_images_query(project_id, snapshot).subquery())
+        select(func.count()).select_from(
+            labeled_images_query(project_id, snapshot, answered=answered_images).subquery()
+        )
     )
     answered, ms = session.execute(
         select(func.count(), func.coalesce(func.sum(LabelEvent.duration_ms), 0)).where(

@@ -1,11 +1,14 @@
 """What a round trains on: one record per training image, from the label snapshot to the loss.
 
 Round N+1's model trains on every label event with id <= the snapshot taken when round N closed;
-answers that keep arriving while it trains count toward the round after. Per DESIGN.md:
-- L_I: pool images fully labeled or holding at least one labeled box (as of the snapshot);
+answers that keep arriving while it trains count toward the round after. Per DESIGN.md (and the paper,
+Sec. 3, "all images with bounding boxes in L_B are added to L_I"):
+- L_I: pool images fully labeled or holding at least one answered box, background answers included
+  (``training_images: answered``, the default), or only those holding a labeled box (``labeled``);
 - on each: labeled boxes are targets of weight 1; predicted boxes still unlabeled (as of the snapshot)
-  are noisy targets of weight ``lambda_d``, except on fully labeled images; background/duplicate
-  answers are not targets.
+  are noisy targets of weight ``lambda_d``, except on fully labeled images; background and duplicate
+  answers are not targets but negatives: their regions train as background at full weight and are never
+  matched to a noisy target (worker/engine/regions.py).
 
 A ``TrainingImage`` goes unchanged from here to the engine's dataset, which turns it into tensors, and
 the loss reads each box's ``weight`` from them. torch-free: the API and the worker share it.
@@ -23,6 +26,7 @@ from app.models import Box, Image
 from app.rounds.snapshot import labeled_images_query
 
 NoisyMode = Literal["dampen", "drop", "full"]
+TrainingImages = Literal["answered", "labeled"]
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,17 @@ class TargetBox:
 
 @dataclass
 class TrainingImage:
-    """One image and the boxes it trains with (also used for test images' ground truth)."""
+    """One image and what it trains with (also used for test images' ground truth): its target boxes,
+    its ``negatives`` (regions answered background or duplicate) and its ``ignore`` regions (uncertain
+    predictions, refreshed targets only), each region [x1, y1, x2, y2] pixels."""
 
     path: str
     boxes: list[TargetBox] = field(default_factory=list)
     image_id: int | str | None = None
     width: int | None = None
     height: int | None = None
+    negatives: list[list[float]] = field(default_factory=list)
+    ignore: list[list[float]] = field(default_factory=list)
 
     @property
     def labeled(self) -> list[TargetBox]:
@@ -70,35 +78,48 @@ def with_noisy_mode(image: TrainingImage, mode: NoisyMode, lambda_d: float) -> T
 
 
 def training_set(
-    session: Session, project_id: int, snapshot: int, *, lambda_d: float, noisy: NoisyMode = "dampen"
+    session: Session,
+    project_id: int,
+    snapshot: int,
+    *,
+    lambda_d: float,
+    noisy: NoisyMode = "dampen",
+    images: TrainingImages = "answered",
 ) -> list[TrainingImage]:
     """The records round N+1 trains on, as of label event ``snapshot``, ordered by image id."""
-    images = {
+    query = labeled_images_query(project_id, snapshot, answered=images == "answered")
+    chosen = {
         image.id: (image, image.fully_labeled and (image.labeled_event_id or 0) <= snapshot)
-        for image in session.scalars(labeled_images_query(project_id, snapshot).order_by(Image.id))
+        for image in session.scalars(query.order_by(Image.id))
     }
     out = {
         image_id: TrainingImage(image.path, image_id=image_id, width=image.width, height=image.height)
-        for image_id, (image, _) in images.items()
+        for image_id, (image, _) in chosen.items()
     }
-    ids = list(images)
+    ids = list(chosen)
     for start in range(0, len(ids), 500):
         stmt = select(Box).where(Box.image_id.in_(ids[start : start + 500])).order_by(Box.image_id, Box.id)
         for box in session.scalars(stmt):
-            target = _target(box, snapshot, complete=images[box.image_id][1])
-            if target is not None:
-                out[box.image_id].boxes.append(target)
+            _add(out[box.image_id], box, snapshot, complete=chosen[box.image_id][1])
+    if images == "labeled":  # the old behaviour: background answers taught nothing
+        for record in out.values():
+            record.negatives.clear()
     return [with_noisy_mode(image, noisy, lambda_d) for image in out.values()]
 
 
-def _target(box: Box, snapshot: int, *, complete: bool) -> TargetBox | None:
-    """What ``box`` was as of the snapshot: a label, a noisy target (as first predicted), or nothing."""
+def _add(record: TrainingImage, box: Box, snapshot: int, *, complete: bool) -> None:
+    """Add what ``box`` was as of the snapshot: a label, a negative, a noisy target (as first predicted),
+    or nothing. A fully labeled image needs no negatives: everything not labeled is background there."""
     answered_before = box.answer_event_id is None or box.answer_event_id <= snapshot
     if box.status == "labeled" and answered_before:
-        return TargetBox(box.bbox, box.label, box_id=box.id)
+        record.boxes.append(TargetBox(box.bbox, box.label, box_id=box.id))
+        return
     if box.source != "predicted" or complete:
-        return None  # annotator boxes drawn after the snapshot; leftovers on complete images
+        return  # annotator boxes drawn after the snapshot; leftovers on complete images
     if box.status == "unlabeled" or not answered_before:
         original = box.predicted or {"bbox": box.bbox, "label": box.label}
-        return TargetBox(list(original["bbox"]), int(original["label"]), noisy=True, box_id=box.id)
-    return None
+        record.boxes.append(
+            TargetBox(list(original["bbox"]), int(original["label"]), noisy=True, box_id=box.id)
+        )
+    elif box.status in ("background", "duplicate"):
+        record.negatives.append(box.bbox)

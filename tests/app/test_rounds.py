@@ -203,6 +203,36 @@ def test_training_set_is_the_snapshot_taken_at_close(client, database, tmp_path)
     assert [(b.noisy, b.bbox) for b in training[images[0]["id"]].boxes] == [(False, [1, 1, 9, 9])]
 
 
+@pytest.mark.parametrize("mode", ["answered", "labeled"])
+def test_an_image_answered_only_background_trains_with_that_box_as_a_negative(
+    client, database, tmp_path, mode: str
+) -> None:
+    """The paper: every image with an answered box joins L_I; its background answers are negatives.
+    training_images=labeled keeps the old behaviour (such an image does not train)."""
+    project, images = _project_with_seed(client, database, tmp_path, training_images=mode)
+    pid = project["id"]
+    first, second = seed_pool(database, pid, [images[1]["id"]], 2)
+    (query,) = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a", "k": 1}).json()["queries"]
+    assert query["box_id"] == second  # the more informative one
+    client.post(
+        f"/v1/projects/{pid}/labels",
+        json={"labels": [{"query_id": query["query_id"], "action": "background"}]},
+    ).raise_for_status()
+    assert client.post(f"/v1/projects/{pid}/rounds").status_code == 202
+    with database.transaction() as session:
+        round_ = session.query(Round).filter_by(project_id=pid, number=1).one()
+        records = training_set(session, pid, round_.snapshot_event_id, lambda_d=0.5, images=mode)  # type: ignore[arg-type]
+    training = {r.image_id: r for r in records}
+    if mode == "labeled":
+        assert set(training) == {images[0]["id"]} and round_.images_labeled == 1
+        return
+    assert set(training) == {images[0]["id"], images[1]["id"]} and round_.images_labeled == 2
+    record = training[images[1]["id"]]
+    assert record.negatives == [query["bbox"]]
+    assert [(b.box_id, b.noisy, b.weight) for b in record.boxes] == [(first, True, 0.5)]
+    assert training[images[0]["id"]].negatives == []
+
+
 def test_concurrent_closers_cannot_both_start_a_round(database, client, tmp_path) -> None:
     project, _ = _project_with_seed(client, database, tmp_path)
     with database.transaction() as session:

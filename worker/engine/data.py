@@ -2,7 +2,8 @@
 
 A record (app.rounds.training_set.TrainingImage) becomes tensors here, once, for the loss:
 ``boxes`` (N, 4) xyxy pixels, ``labels`` (N,) 0..C-1, ``weights`` (N,) loss weight per box, ``noisy`` (N,)
-bool. The readers use the shared parsers (formats/): one parser per format in the product.
+bool, and the regions ``negatives`` (M, 4) and ``ignore`` (K, 4). The readers use the shared parsers
+(formats/): one parser per format in the product.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def target_tensors(record: TrainingImage) -> dict[str, Tensor]:
         "labels": torch.tensor([b.label for b in record.boxes], dtype=torch.int64),
         "weights": torch.tensor([b.weight for b in record.boxes], dtype=torch.float32),
         "noisy": torch.tensor([b.noisy for b in record.boxes], dtype=torch.bool),
+        "negatives": torch.tensor(record.negatives, dtype=torch.float32).reshape(-1, 4),
+        "ignore": torch.tensor(record.ignore, dtype=torch.float32).reshape(-1, 4),
     }
 
 

@@ -22,6 +22,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
 from worker.engine import faster_rcnn, retinanet
+from worker.engine.losses import Reading
 from worker.engine.presets import Preset
 
 
@@ -243,7 +244,10 @@ def build_detector(
     min_size: int | None = None,
     max_size: int | None = None,
     dampened: bool = True,
+    reading: Reading = "anchor_weights",
 ) -> Detector:
+    """A detector of ``preset`` for ``num_classes`` classes; ``dampened=False`` gives torchvision's stock
+    heads (the tests compare the two); ``reading`` is how its loss weighs noisy boxes (losses.py)."""
     if preset.arch == "faster_rcnn":
         model = faster_rcnn.build_faster_rcnn(
             preset,
@@ -252,9 +256,16 @@ def build_detector(
             min_size=min_size,
             max_size=max_size,
             dampened=dampened,
+            reading=reading,
         )
         return FasterRCNNDetector(model, preset, num_classes)
     retina = retinanet.build_retinanet(
-        preset, num_classes, pretrained=pretrained, min_size=min_size, max_size=max_size, dampened=dampened
+        preset,
+        num_classes,
+        pretrained=pretrained,
+        min_size=min_size,
+        max_size=max_size,
+        dampened=dampened,
+        reading=reading,
     )
     return RetinaNetDetector(retina, preset, num_classes)

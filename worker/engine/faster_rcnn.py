@@ -1,10 +1,15 @@
 """Faster R-CNN + FPN with the dampened loss: torchvision's RPN and RoI heads, subclassed.
 
-Both use torchvision's own matcher and sampler; only the loss is weighted (see losses.py). Targets carry
-``weights`` (the loss weight of each box) next to ``boxes`` and ``labels``; without it every box weighs 1.
+Both use torchvision's own matcher and sampler; the matcher's output is adjusted for a target's
+negatives and ignore regions (regions.py) and the loss is weighted (losses.py). Targets carry ``weights``
+and ``noisy`` per box next to ``boxes`` and ``labels`` (without them every box is a label of weight 1),
+and may carry ``negatives`` and ``ignore`` regions.
 """
 
 from __future__ import annotations
+
+from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,42 +22,50 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
 from worker.engine.backbone import build_backbone
-from worker.engine.losses import NOISY_ANCHOR, anchor_weights, box_weights, fastrcnn_loss, rpn_loss
+from worker.engine.losses import (
+    NOISY_ANCHOR,
+    Reading,
+    anchor_noisy,
+    anchor_weights,
+    box_noisy,
+    box_weights,
+    fastrcnn_loss,
+    rpn_loss,
+)
 from worker.engine.presets import Preset
+from worker.engine.regions import BACKGROUND, IGNORED, match
 
 IMAGE_MEAN = [0.485, 0.456, 0.406]
 IMAGE_STD = [0.229, 0.224, 0.225]
 
 
 class DampenedRPN(RegionProposalNetwork):
+    def __init__(self, *args: Any, reading: Reading = "anchor_weights", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading: Reading = reading
+
     def assign_targets_to_anchors(
         self, anchors: list[Tensor], targets: list[dict[str, Tensor]]
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """torchvision's assignment, with foreground anchors of a box weighing w != 1 labelled
-        NOISY_ANCHOR + w (the loss reads the weight back from the label)."""
+        """torchvision's assignment, after negatives and ignore regions (regions.py), with foreground
+        anchors of a noisy box weighing w labelled NOISY_ANCHOR + w (the loss reads w back)."""
         labels = []
         matched_gt_boxes = []
         for anchors_per_image, target in zip(anchors, targets, strict=True):
             gt_boxes = target["boxes"]
+            matched_idxs = match(self.proposal_matcher, anchors_per_image, target)
             if gt_boxes.numel() == 0:
-                matched_gt_boxes.append(
-                    torch.zeros(anchors_per_image.shape, dtype=torch.float32, device=anchors_per_image.device)
-                )
-                labels.append(
-                    torch.zeros(
-                        (anchors_per_image.shape[0],), dtype=torch.float32, device=anchors_per_image.device
-                    )
-                )
-                continue
-            matched_idxs = self.proposal_matcher(self.box_similarity(gt_boxes, anchors_per_image))
-            matched_gt_boxes.append(gt_boxes[matched_idxs.clamp(min=0)])
+                matched_gt_boxes.append(torch.zeros_like(anchors_per_image, dtype=torch.float32))
+            else:
+                matched_gt_boxes.append(gt_boxes[matched_idxs.clamp(min=0)])
             foreground = matched_idxs >= 0
             labels_per_image = foreground.to(dtype=torch.float32)
-            labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
-            labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
-            weights = box_weights(target)[matched_idxs.clamp(min=0)]
-            weighted = foreground & (weights != 1.0)
-            labels_per_image[weighted] = NOISY_ANCHOR + weights[weighted]
+            labels_per_image[matched_idxs == BACKGROUND] = 0.0
+            labels_per_image[matched_idxs == IGNORED] = -1.0
+            if gt_boxes.numel() > 0:
+                noisy = anchor_noisy(box_noisy(target), matched_idxs, foreground)
+                weights = box_weights(target)[matched_idxs.clamp(min=0)]
+                labels_per_image[noisy] = NOISY_ANCHOR + weights[noisy]
             labels.append(labels_per_image)
         return labels, matched_gt_boxes
 
@@ -66,10 +79,14 @@ class DampenedRPN(RegionProposalNetwork):
         sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
         pos = torch.where(torch.cat(sampled_pos, dim=0))[0]
         neg = torch.where(torch.cat(sampled_neg, dim=0))[0]
-        return rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, pos, neg)
+        return rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, pos, neg, self.reading)
 
 
 class DampenedRoIHeads(RoIHeads):
+    def __init__(self, *args: Any, reading: Reading = "anchor_weights", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading: Reading = reading
+
     def forward(  # type: ignore[override]
         self,
         features: dict[str, Tensor],
@@ -77,19 +94,57 @@ class DampenedRoIHeads(RoIHeads):
         image_shapes: list[tuple[int, int]],
         targets: list[dict[str, Tensor]] | None = None,
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-        if not self.training:
+        if not self.training or targets is None:
             return super().forward(features, proposals, image_shapes, targets)
         proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
-        weights = [
-            anchor_weights(box_weights(target), matched, label > 0)
-            for target, matched, label in zip(targets or [], matched_idxs, labels, strict=True)
-        ]
+        pairs = list(zip(targets, matched_idxs, labels, strict=True))
+        weights = [anchor_weights(box_weights(t), matched, label > 0) for t, matched, label in pairs]
+        noisy = [anchor_noisy(box_noisy(t), matched, label > 0) for t, matched, label in pairs]
         loss_classifier, loss_box_reg = fastrcnn_loss(
-            class_logits, box_regression, labels, regression_targets, weights
+            class_logits, box_regression, labels, regression_targets, weights, noisy, self.reading
         )
         return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+
+    def select_training_samples(  # type: ignore[override]
+        self, proposals: list[Tensor], targets: list[dict[str, Tensor]]
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        """torchvision's sampling, with the matching after negatives and ignore regions (regions.py)."""
+        dtype = proposals[0].dtype
+        gt_boxes = [t["boxes"].to(dtype) for t in targets]
+        proposals = self.add_gt_proposals(proposals, gt_boxes)
+        matched_idxs, labels = [], []
+        for proposals_in_image, target in zip(proposals, targets, strict=True):
+            matched, label = self._assign(proposals_in_image, target)
+            matched_idxs.append(matched)
+            labels.append(label)
+        sampled = self.subsample(labels)
+        matched_gt_boxes = []
+        for i, keep in enumerate(sampled):
+            proposals[i], labels[i], matched_idxs[i] = (
+                proposals[i][keep],
+                labels[i][keep],
+                matched_idxs[i][keep],
+            )
+            boxes = (
+                gt_boxes[i] if gt_boxes[i].numel() else torch.zeros((1, 4), dtype=dtype, device=keep.device)
+            )
+            matched_gt_boxes.append(boxes[matched_idxs[i]])
+        regression_targets = self.box_coder.encode(matched_gt_boxes, proposals)
+        return proposals, matched_idxs, labels, regression_targets
+
+    def _assign(self, proposals: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(matched box index clamped to >= 0, label: class, 0 background, -1 ignored) per proposal."""
+        matched = match(self.proposal_matcher, proposals, target)
+        clamped = matched.clamp(min=0)
+        if target["boxes"].numel() == 0:
+            label = torch.zeros_like(clamped)
+        else:
+            label = target["labels"][clamped].to(torch.int64)
+        label[matched == BACKGROUND] = 0
+        label[matched == IGNORED] = -1  # the sampler skips -1
+        return clamped, label
 
 
 def build_faster_rcnn(
@@ -100,6 +155,7 @@ def build_faster_rcnn(
     min_size: int | None = None,
     max_size: int | None = None,
     dampened: bool = True,
+    reading: Reading = "anchor_weights",
 ) -> GeneralizedRCNN:
     """``num_classes`` foreground classes (labels 1..C; 0 is background). ``dampened=False`` builds the
     stock torchvision heads with identical structure (the tests compare the two)."""
@@ -108,7 +164,7 @@ def build_faster_rcnn(
     if len(preset.anchor_sizes) != levels:
         raise ValueError(f"preset {preset.name}: {levels} feature maps need {levels} anchor sizes")
     anchors = AnchorGenerator(tuple((s,) for s in preset.anchor_sizes), ((0.5, 1.0, 2.0),) * levels)
-    rpn_class = DampenedRPN if dampened else RegionProposalNetwork
+    rpn_class = partial(DampenedRPN, reading=reading) if dampened else RegionProposalNetwork
     rpn = rpn_class(
         anchors,
         RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
@@ -123,7 +179,7 @@ def build_faster_rcnn(
     feature_names = [str(i) for i in range(len(preset.returned_layers))]
     roi_pool = MultiScaleRoIAlign(featmap_names=feature_names, output_size=7, sampling_ratio=2)
     head = TwoMLPHead(backbone.out_channels * 7 * 7, preset.representation_size)
-    heads_class = DampenedRoIHeads if dampened else RoIHeads
+    heads_class = partial(DampenedRoIHeads, reading=reading) if dampened else RoIHeads
     roi_heads = heads_class(
         roi_pool,
         head,

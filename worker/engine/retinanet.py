@@ -1,7 +1,11 @@
-"""RetinaNet + FPN with the dampened loss: torchvision's heads, subclassed, its matcher unchanged."""
+"""RetinaNet + FPN with the dampened loss: torchvision's heads subclassed (losses.py), its matcher's
+output adjusted for negatives and ignore regions (regions.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import (
@@ -10,19 +14,31 @@ from torchvision.models.detection.retinanet import (
     RetinaNetHead,
     RetinaNetRegressionHead,
 )
+from torchvision.ops import box_iou
 
 from worker.engine.backbone import build_backbone
 from worker.engine.faster_rcnn import IMAGE_MEAN, IMAGE_STD
-from worker.engine.losses import box_regression_loss, focal_loss
+from worker.engine.losses import Reading, box_regression_loss, focal_loss
 from worker.engine.presets import Preset
+from worker.engine.regions import BACKGROUND, relabel
 
 
 class DampenedClassificationHead(RetinaNetClassificationHead):
+    def __init__(self, *args: Any, reading: Reading = "anchor_weights", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading: Reading = reading
+
     def compute_loss(self, targets, head_outputs, matched_idxs):  # type: ignore[no-untyped-def]
-        return focal_loss(head_outputs["cls_logits"], targets, matched_idxs, self.BETWEEN_THRESHOLDS)
+        return focal_loss(
+            head_outputs["cls_logits"], targets, matched_idxs, self.BETWEEN_THRESHOLDS, self.reading
+        )
 
 
 class DampenedRegressionHead(RetinaNetRegressionHead):
+    def __init__(self, *args: Any, reading: Reading = "anchor_weights", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading: Reading = reading
+
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):  # type: ignore[no-untyped-def]
         if self._loss_type not in ("l1", "smooth_l1"):
             raise ValueError(
@@ -35,16 +51,52 @@ class DampenedRegressionHead(RetinaNetRegressionHead):
             matched_idxs,
             self.box_coder.encode_single,
             self._loss_type,
+            self.reading,
         )
 
 
 class DampenedRetinaNetHead(RetinaNetHead):
-    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int = 4) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_anchors: int,
+        num_classes: int,
+        num_convs: int = 4,
+        reading: Reading = "anchor_weights",
+    ) -> None:
         nn.Module.__init__(self)
-        self.classification_head = DampenedClassificationHead(in_channels, num_anchors, num_classes)
-        self.regression_head = DampenedRegressionHead(in_channels, num_anchors)
+        self.classification_head = DampenedClassificationHead(
+            in_channels, num_anchors, num_classes, reading=reading
+        )
+        self.regression_head = DampenedRegressionHead(in_channels, num_anchors, reading=reading)
         for head in (self.classification_head, self.regression_head):
             head.conv = head.conv[:num_convs]
+
+
+class DampenedRetinaNet(RetinaNet):
+    """torchvision's RetinaNet whose anchor matching honours a target's negatives and ignore regions."""
+
+    def compute_loss(self, targets, head_outputs, anchors):  # type: ignore[no-untyped-def]
+        matcher = self.proposal_matcher
+        matched_idxs = []
+        for anchors_per_image, target in zip(anchors, targets, strict=True):
+            if target["boxes"].numel() == 0:
+                quality = None
+                matched = torch.full(
+                    (anchors_per_image.size(0),),
+                    BACKGROUND,
+                    dtype=torch.int64,
+                    device=anchors_per_image.device,
+                )
+            else:
+                quality = box_iou(target["boxes"], anchors_per_image)
+                matched = matcher(quality)
+            matched_idxs.append(
+                relabel(
+                    matched, quality, anchors_per_image, target, matcher.low_threshold, matcher.high_threshold
+                )
+            )
+        return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
 
 def build_retinanet(
@@ -55,6 +107,7 @@ def build_retinanet(
     min_size: int | None = None,
     max_size: int | None = None,
     dampened: bool = True,
+    reading: Reading = "anchor_weights",
 ) -> RetinaNet:
     """``num_classes`` foreground classes, labels 0..C-1 (RetinaNet has no background logit)."""
     backbone = build_backbone(preset, pretrained=pretrained)
@@ -64,13 +117,13 @@ def build_retinanet(
     num_anchors = anchors.num_anchors_per_location()[0]
     if dampened:
         head: RetinaNetHead = DampenedRetinaNetHead(
-            backbone.out_channels, num_anchors, num_classes, preset.retinanet_convs
+            backbone.out_channels, num_anchors, num_classes, preset.retinanet_convs, reading
         )
     else:
         head = RetinaNetHead(backbone.out_channels, num_anchors, num_classes)
         for sub in (head.classification_head, head.regression_head):
             sub.conv = sub.conv[: preset.retinanet_convs]
-    model = RetinaNet(
+    model = (DampenedRetinaNet if dampened else RetinaNet)(
         backbone,
         num_classes,
         min_size=min_size or preset.min_size,

@@ -30,7 +30,12 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
     settings = ref.settings
     with ctx.db.transaction(write=False) as session:
         records = training_set(
-            session, ref.project_id, ref.snapshot_event_id, lambda_d=settings.lambda_d, noisy=settings.noisy
+            session,
+            ref.project_id,
+            ref.snapshot_event_id,
+            lambda_d=settings.lambda_d,
+            noisy=settings.noisy,
+            images=settings.training_images,
         )
     config = EngineConfig.from_settings(settings, len(ref.classes))
     seed_everything(config.train.seed)  # the initial weights too: a round's model depends only on its data
@@ -40,6 +45,7 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
         pretrained=config.pretrained,
         min_size=config.min_size,
         max_size=config.max_size,
+        reading=settings.loss_reading,
     )
     model_version = ref.new_model_version
     progress(ctx, job_id, stage="training", model_version=model_version, **_describe(records, config))
@@ -76,6 +82,8 @@ def _describe(records: list[TrainingImage], config: EngineConfig) -> dict[str, A
         "images": len(records),
         "labeled_boxes": sum(len(r.labeled) for r in records),
         "noisy_boxes": sum(len(r.noisy) for r in records),
+        "negatives": sum(len(r.negatives) for r in records),
+        "ignore_regions": sum(len(r.ignore) for r in records),
         "epochs": config.train.epochs,
     }
 

@@ -157,3 +157,97 @@ def test_roi_and_focal_losses_weight_noisy_samples() -> None:
     grad = cls_logits.grad[0]
     assert grad[[1, 4]].abs().max() == 0 and grad[3].abs().max() == 0  # noisy, and ignored
     assert grad[0].abs().min() > 0 and grad[2].abs().min() > 0  # labeled and background
+
+
+# --- negatives, ignore regions, and the literal reading of Eq. 3 --------------------------------------
+
+
+def test_anchors_near_a_negative_train_as_background_and_never_match_a_noisy_box() -> None:
+    from worker.engine.regions import BACKGROUND, IGNORED, relabel
+
+    anchors = torch.tensor(
+        [
+            [0.0, 0, 10, 10],  # on the labeled box
+            [20.0, 0, 30, 10],  # on the noisy box, and on the negative just as well
+            [40.0, 0, 50, 10],  # on the negative only (no target box there)
+            [60.0, 0, 70, 10],  # on the ignore region
+            [80.0, 0, 90, 10],  # nowhere: background
+        ]
+    )
+    target = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [20.0, 0, 30, 10]]),
+        "noisy": torch.tensor([False, True]),
+        "negatives": torch.tensor([[20.0, 0, 30, 10], [40.0, 0, 50, 10], [0.0, 0, 10, 10]]),
+        "ignore": torch.tensor([[60.0, 0, 70, 10]]),
+    }
+    from torchvision.ops import box_iou
+
+    quality = box_iou(target["boxes"], anchors)
+    matched = torch.tensor([0, 1, BACKGROUND, BACKGROUND, BACKGROUND])
+    out = relabel(matched, quality, anchors, target, low=0.3, high=0.7)
+    # the labeled box wins even over a negative on it; the noisy one loses to the negative
+    assert out.tolist() == [0, BACKGROUND, BACKGROUND, IGNORED, BACKGROUND]
+    assert torch.equal(relabel(matched, quality, anchors, {"boxes": target["boxes"]}, 0.3, 0.7), matched)
+
+
+def test_an_ignore_region_gives_its_anchors_no_loss_and_a_negative_trains_as_background() -> None:
+    """RetinaNet's focal loss through the matcher: zero gradient where the ignore region is; a negative's
+    anchors get the background target (gradient pushing their scores down)."""
+    from torchvision.models.detection._utils import Matcher
+
+    from worker.engine.regions import match
+
+    anchors = torch.tensor([[0.0, 0, 10, 10], [60.0, 0, 70, 10], [40.0, 0, 50, 10], [80.0, 0, 90, 10]])
+    target = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10]]),
+        "labels": torch.tensor([1]),
+        "weights": torch.tensor([1.0]),
+        "noisy": torch.tensor([False]),
+        "negatives": torch.tensor([[40.0, 0, 50, 10]]),
+        "ignore": torch.tensor([[60.0, 0, 70, 10]]),
+    }
+    matched = match(Matcher(0.5, 0.4, allow_low_quality_matches=True), anchors, target)
+    logits = torch.zeros(1, 4, 2, requires_grad=True)
+    focal_loss(logits, [target], [matched], between_thresholds=-2).backward()
+    grad = logits.grad[0]
+    assert grad[1].abs().max() == 0  # the ignore region: no loss
+    assert (grad[2] > 0).all() and (grad[3] > 0).all()  # negative and plain background: pushed down
+    assert grad[0, 1] < 0  # the labeled object: its class pushed up
+
+
+def test_the_literal_reading_is_the_mean_over_labeled_plus_lambda_times_the_mean_over_noisy() -> None:
+    from worker.engine.losses import combine
+
+    per_anchor = torch.tensor([1.0, 3.0, 5.0, 10.0, 20.0])
+    noisy = torch.tensor([False, False, False, True, True])
+    weights = torch.where(noisy, 0.5, 1.0)
+    counted = torch.ones(5, dtype=torch.bool)
+    assert combine(per_anchor, weights, noisy, counted, "group_means").item() == pytest.approx(
+        (1 + 3 + 5) / 3 + 0.5 * (10 + 20) / 2
+    )
+    assert combine(per_anchor, weights, noisy, counted, "anchor_weights").item() == pytest.approx(
+        (1 + 3 + 5 + 0.5 * 10 + 0.5 * 20) / 5
+    )
+    # the RPN's objectness term on a hand-made batch: two noisy anchors at weight 0.5
+    objectness = torch.tensor([[2.0], [-1.0], [0.5], [0.3], [-0.7]])
+    labels = [torch.tensor([1.0, 0.0, NOISY_ANCHOR + 0.5, NOISY_ANCHOR + 0.5, 0.0])]
+    pos, neg = torch.tensor([0, 2, 3]), torch.tensor([1, 4])
+    literal, _ = rpn_loss(objectness, torch.zeros(5, 4), labels, [torch.zeros(5, 4)], pos, neg, "group_means")
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    flat = objectness.flatten()
+    expected = bce(flat[[0, 1, 4]], torch.tensor([1.0, 0.0, 0.0])) + 0.5 * bce(flat[[2, 3]], torch.ones(2))
+    assert abs(literal.item() - expected.item()) <= TOL
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_literal_reading_without_noisy_boxes_is_the_stock_loss(arch: str) -> None:
+    preset = get_preset(f"{arch}_r18_fpn_lite")
+    torch.manual_seed(0)
+    literal = build_detector(preset, 3, pretrained=False, min_size=128, max_size=128, reading="group_means")
+    stock = build_detector(preset, 3, pretrained=False, min_size=128, max_size=128, dampened=False)
+    stock.model.load_state_dict(literal.model.state_dict())
+    images, items = _batch()
+    clean = [record(i.path, [b.bbox for b in i.boxes], [b.label for b in i.boxes]) for i in items]
+    ours, theirs = _losses(literal, images, clean), _losses(stock, images, clean)
+    for name in theirs:
+        assert abs(ours[name].item() - theirs[name].item()) <= TOL, name

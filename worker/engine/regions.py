@@ -1,0 +1,77 @@
+"""Negatives and ignore regions: how anchors and proposals near them change before the loss.
+
+A target may carry, besides its boxes, ``negatives`` (regions answered background or duplicate: known not
+to hold a new object) and ``ignore`` regions (uncertain predictions: neither object nor background). They
+act on the matcher's output, in torchvision's own convention (index >= 0 foreground, -1 background,
+-2 ignored), so every detector head treats them the same way:
+
+- an anchor matched to a noisy box whose IoU with a negative is at least its IoU with that box, and an
+  unmatched anchor whose IoU with a negative reaches the matcher's high threshold, become background;
+- an anchor that would train as background but whose IoU with an ignore region reaches the matcher's
+  low threshold becomes ignored (no loss, not sampled);
+- anchors matched to labeled boxes never change. Negatives win over ignore regions.
+
+With neither in a target the matcher's output is returned unchanged: the stock loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.models.detection._utils import Matcher
+from torchvision.ops import box_iou
+
+BACKGROUND = -1  # torchvision's Matcher.BELOW_LOW_THRESHOLD
+IGNORED = -2  # torchvision's Matcher.BETWEEN_THRESHOLDS
+
+
+def _regions(target: dict[str, Tensor], key: str) -> Tensor | None:
+    regions = target.get(key)
+    return regions if regions is not None and regions.numel() > 0 else None
+
+
+def relabel(
+    matched: Tensor,
+    quality: Tensor | None,
+    anchors: Tensor,
+    target: dict[str, Tensor],
+    low: float,
+    high: float,
+) -> Tensor:
+    """The matcher's ``matched`` (A,) for ``anchors`` (A, 4) against ``target["boxes"]`` (``quality``:
+    their (G, A) IoU matrix, None without boxes), adjusted for the target's negatives and ignore regions."""
+    negatives, ignore = _regions(target, "negatives"), _regions(target, "ignore")
+    if negatives is None and ignore is None:
+        return matched
+    out = matched.clone()
+    foreground = matched >= 0
+    noisy = target.get("noisy")
+    if noisy is not None and noisy.numel() > 0:
+        labeled = foreground & ~noisy[matched.clamp(min=0)]
+    else:
+        labeled = foreground
+    if ignore is not None:
+        near = box_iou(ignore.to(anchors.dtype), anchors).max(dim=0).values >= low
+        out[(out == BACKGROUND) & near] = IGNORED
+    if negatives is not None:
+        negative_iou = box_iou(negatives.to(anchors.dtype), anchors).max(dim=0).values
+        if quality is not None and quality.numel() > 0:
+            own = quality.gather(0, matched.clamp(min=0).unsqueeze(0)).squeeze(0)
+        else:
+            own = torch.zeros_like(negative_iou)
+        explained = torch.where(foreground, negative_iou >= own, negative_iou >= high)
+        out[~labeled & explained] = BACKGROUND
+    return out
+
+
+def match(matcher: Matcher, anchors: Tensor, target: dict[str, Tensor]) -> Tensor:
+    """torchvision's matching of ``anchors`` (A, 4) to ``target["boxes"]`` (every anchor background when
+    there are none), then ``relabel``: (A,) box index, or BACKGROUND, or IGNORED."""
+    boxes = target["boxes"]
+    if boxes.numel() == 0:
+        quality = None
+        matched = torch.full((anchors.shape[0],), BACKGROUND, dtype=torch.int64, device=anchors.device)
+    else:
+        quality = box_iou(boxes.to(anchors.dtype), anchors)
+        matched = matcher(quality)
+    return relabel(matched, quality, anchors, target, matcher.low_threshold, matcher.high_threshold)
