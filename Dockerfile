@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Two images from one source tree (the README's installs, as extras):
 #   docker build --target api    -t boxal-api .     # pip install .           (no torch)
-#   docker build --target worker -t boxal-worker .  # pip install '.[worker]' (CUDA torch + torchvision)
+#   docker build --target worker -t boxal-worker .  # pip install '.[worker,weights]' (CUDA torch, weights)
 # Configuration comes from BOXAL_* environment variables at run time; nothing secret is baked in.
 ARG PYTHON_VERSION=3.11
 
@@ -32,7 +32,7 @@ CMD ["boxal", "serve", "--no-worker", "--no-migrate", "--host", "0.0.0.0", "--po
 
 FROM source AS worker
 # PyPI's Linux torch wheels are the CUDA build: with the NVIDIA container toolkit the worker uses the GPU
-RUN pip install '.[worker]'
+RUN pip install '.[worker,weights]'
 USER boxal
 HEALTHCHECK --interval=30s --timeout=20s --start-period=60s --retries=3 \
     CMD celery -A worker.celery_app inspect ping --destination "boxal@$HOSTNAME" --timeout 10 || exit 1

@@ -52,8 +52,8 @@ def batch(size: int, n: int) -> tuple[list[torch.Tensor], list[dict]]:
 def train_steps(preset_name: str, size: int, steps: int) -> tuple[float, float]:
     preset = get_preset(preset_name)
     torch.manual_seed(0)
-    dampened = build_detector(preset, 3, pretrained=False, min_size=size, max_size=size)
-    stock = build_detector(preset, 3, pretrained=False, min_size=size, max_size=size, dampened=False)
+    dampened = build_detector(preset, 3, weights="none", min_size=size, max_size=size)
+    stock = build_detector(preset, 3, weights="none", min_size=size, max_size=size, dampened=False)
     stock.model.load_state_dict(dampened.model.state_dict())
     images, targets = batch(size, 2)
     plain_targets = [{k: v for k, v in t.items() if k in ("boxes", "labels")} for t in targets]
@@ -79,7 +79,7 @@ def train_steps(preset_name: str, size: int, steps: int) -> tuple[float, float]:
 def inference(preset_name: str, size: int, rounds: int) -> tuple[float, float]:
     preset = get_preset(preset_name)
     torch.manual_seed(0)
-    detector = build_detector(preset, 3, pretrained=False, min_size=size, max_size=size)
+    detector = build_detector(preset, 3, weights="none", min_size=size, max_size=size)
     model = detector.model.eval()
     images = [torch.rand(3, size, size) for _ in range(4)]
     t_d = 0.0  # keep every candidate: the most work for gathering probabilities and features

@@ -64,7 +64,7 @@ def fresh_database(kind: str, workdir: Path, pg_url: str) -> tuple[str, callable
     return admin_url.set(database=name).render_as_string(hide_password=False), drop
 
 
-def fill(db: Database, boxes: int) -> int:
+def fill(db: Database, boxes: int, settings: Settings) -> int:
     with db.transaction() as session:
         project = create_project(
             session,
@@ -73,6 +73,7 @@ def fill(db: Database, boxes: int) -> int:
                 classes=["a", "b", "c"],
                 settings=ProjectSettings(round_size=1_000_000, lease_ttl_s=3600),
             ),
+            settings,
         )
         pid = project.id
     images = boxes // PER_IMAGE
@@ -253,12 +254,12 @@ def main() -> None:
                 try:
                     upgrade(db.engine)
                     t0 = time.perf_counter()
-                    pid = fill(db, size)
+                    settings = Settings(data_dir=workdir / "data", database_url=url, _env_file=None)
+                    pid = fill(db, size, settings)
                     console.print(
                         f"[bold]{kind} {size:,} boxes[/] filled in {time.perf_counter() - t0:.0f}s; "
                         f"plan: {explain(db, pid)}"
                     )
-                    settings = Settings(data_dir=workdir / "data", database_url=url, _env_file=None)
                     n = min(args.leases, size // 40)  # leaves the pool at least ~10% full at the end
                     svc = service_leases(db, pid, n, settings)
                     port = random.randint(20000, 40000)

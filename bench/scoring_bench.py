@@ -91,7 +91,7 @@ def main() -> None:
     _, items = coco_items(scenes.train_json, scenes.images)
     torch.manual_seed(0)
     detector = build_detector(
-        get_preset("faster_rcnn_r18_fpn_lite"), 10, pretrained=False, min_size=128, max_size=128
+        get_preset("faster_rcnn_r18_fpn_lite"), 10, weights="none", min_size=128, max_size=128
     )
     with console.status("training the model for one short epoch"):
         train(detector, items[:40], TrainConfig(epochs=1, lr=0.01, batch_size=2, lr_steps=(), warmup_iters=5))
@@ -134,6 +134,7 @@ def main() -> None:
                             model="faster_rcnn_r18_fpn_lite", min_size=128, max_size=128, t_d=T_D
                         ),
                     ),
+                    settings,
                 )
                 register(
                     session,

@@ -52,6 +52,12 @@ class BoxalClient:
             "POST", f"/v1/projects/{pid}/imports", json={"format": "coco", "kind": kind, "data": data}
         )
 
+    def project(self, pid: int) -> dict[str, Any]:
+        return self._call("GET", f"/v1/projects/{pid}")
+
+    def update_settings(self, pid: int, settings: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/v1/projects/{pid}", json={"settings": settings})
+
     def start_round(self, pid: int) -> dict[str, Any]:
         return self._call("POST", f"/v1/projects/{pid}/rounds")
 
@@ -66,6 +72,9 @@ class BoxalClient:
         if unit:
             body["unit"] = unit
         return self._call("POST", f"/v1/projects/{pid}/queries", json=body)["queries"]
+
+    def release(self, pid: int, query_id: int) -> None:
+        self._call("DELETE", f"/v1/projects/{pid}/queries/{query_id}")
 
     def answer(self, pid: int, labels: list[dict[str, Any]]) -> dict[str, Any]:
         return self._call("POST", f"/v1/projects/{pid}/labels", json={"labels": labels})

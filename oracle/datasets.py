@@ -1,5 +1,6 @@
 """Data sets the experiments run on, read with the product's own parsers (formats/): generated digit
-scenes, any Pascal VOC directory (BCCD is one), any COCO JSON with its images."""
+scenes, any Pascal VOC directory (BCCD is one), any Ultralytics YOLO directory (Aquarium is one), any
+COCO JSON with its images."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from formats import coco as coco_format
 from formats import voc as voc_format
+from formats import yolo as yolo_format
 from formats.geometry import box_defect, clip_box
 from oracle.answers import GroundTruth
 
@@ -93,3 +95,24 @@ def voc(
     pool, test = records(pool_set), records(test_set)
     names = classes or sorted({t.label for im in pool + test for t in im.truth})
     return Dataset(root.name, names, root, pool, test)
+
+
+def yolo(root: Path, *, pool_subsets: tuple[str, ...], test_subsets: tuple[str, ...]) -> Dataset:
+    """An Ultralytics YOLO directory: the pool from some subsets, the test split from others (records
+    keyed by file stem, as the server's YOLO import keys them). Unusable lines are left out."""
+    root = Path(root).resolve()
+    names = yolo_format.class_names(root)
+
+    def records(subsets: tuple[str, ...]) -> list[ImageRecord]:
+        out = []
+        for subset in subsets:
+            for image in yolo_format.read_yolo_dir(root, names, subset):
+                truth = [
+                    GroundTruth(clip_box(o.bbox, image.width, image.height), o.name)
+                    for o in image.objects
+                    if o.defect is None and o.name and not box_defect(o.bbox, image.width, image.height)
+                ]
+                out.append(ImageRecord(image.stem, image.path, image.width, image.height, truth))
+        return out
+
+    return Dataset(root.name, names, root, records(pool_subsets), records(test_subsets))

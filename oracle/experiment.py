@@ -1,9 +1,12 @@
-"""The experiment runner: arms (unit x strategy) x seeds against a boxal server, over its REST API.
+"""The experiment runner: arms (unit x strategy x settings) x seeds against a boxal server, over its REST API.
 
-Per seed: one project trains the initial model on a random initial labeled set; every arm is a
-project of its own that adopts that model for round 1 (settings.initial_model), as the paper shares
-one baseline across methods. Each arm then serves queries that the oracle answers until the round
-closes (round_size answers), waits for the next model, and records the round's curve point.
+Per seed: one project trains the initial model on a random initial labeled set; every arm is a project of
+its own that adopts that model for round 1 (settings.initial_model), as the paper shares one baseline
+across methods. Each arm then serves queries that the oracle answers until the round closes (its budget:
+answers, or boxes obtained), waits for the next model, and records the round's curve point. With
+``control``, a project that gets no new labels retrains for the same rounds and steps, so that a gain can
+be told from extra training; with ``full_supervision``, a project with every pool box, trained on the same
+schedule, gives the yardstick every level is measured against.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from oracle.answers import Oracle
 from oracle.client import BoxalClient, BoxalError
 from oracle.cost import CostModel
 from oracle.datasets import Dataset, ImageRecord
+from oracle.provenance import environment
 
 LEASE_BATCH = 50
 
@@ -29,10 +33,12 @@ class Arm:
     unit: str  # box | image
     strategy: str
     reduction: str = "mean"
+    settings: dict[str, Any] = field(default_factory=dict)  # this arm's project settings besides the shared
+    label: str | None = None  # the arm's name in reports; default unit/strategy
 
     @property
     def name(self) -> str:
-        return f"{self.unit}/{self.strategy}"
+        return self.label or f"{self.unit}/{self.strategy}"
 
 
 @dataclass
@@ -42,11 +48,13 @@ class Experiment:
     seeds: list[int]
     initial_images: int
     rounds: int
-    box_round: int  # box queries per round (the paper's K)
-    image_round: int  # image queries per round
+    box_round: int  # box queries per round (the paper's K), when rounds close on answers
+    image_round: int  # image queries per round, likewise
     settings: dict[str, Any] = field(default_factory=dict)  # project settings shared by every arm
     initial_settings: dict[str, Any] = field(default_factory=dict)  # overrides for the initial model
-    full_supervision: bool = False  # also train once on every pool box: the fully supervised reference
+    round_boxes: int | None = None  # rounds close on boxes obtained, the same budget for every arm
+    control: bool = False  # a project that gets no new labels, retrained every round
+    full_supervision: bool = False  # a project with every pool box, on the same schedule: the yardstick
     cost: CostModel = field(default_factory=CostModel)
 
 
@@ -95,7 +103,11 @@ class Runner:
         self.rows: list[Row] = []
         self.tag = f"{experiment.name}-{int(time.time())}"
 
-    def _project(self, name: str, settings: dict[str, Any], labeled: list[ImageRecord]) -> int:
+    # --- projects and rounds ----------------------------------------------------------------------
+
+    def _project(
+        self, name: str, settings: dict[str, Any], labeled: list[ImageRecord], pool: list[ImageRecord]
+    ) -> int:
         project = self.client.create_project(f"{self.tag}-{name}", self.dataset.classes, settings)
         pid = project["id"]
         images = [
@@ -106,7 +118,7 @@ class Runner:
                 "width": im.width,
                 "height": im.height,
             }
-            for split, records in (("pool", self.dataset.pool), ("test", self.dataset.test))
+            for split, records in (("pool", pool), ("test", self.dataset.test))
             for im in records
         ]
         self.client.register_images(pid, images)
@@ -143,6 +155,17 @@ class Runner:
                 handle.write(json.dumps(row) + "\n")
             self.report("point", row)
 
+    def _retrain(self, arm: str, pid: int, seed: int, started: float) -> None:
+        """Rounds without new labels, each training on from the last (warm start), as the arms' rounds do.
+        Without warm start a round would compute the same model again: there is nothing to run."""
+        if not self.experiment.settings.get("warm_start"):
+            return
+        for _ in range(self.experiment.rounds):
+            self._wait(arm, self.client.start_round(pid)["job_id"])
+            self._record(arm, "-", "-", seed, pid, started)
+
+    # --- the run ---------------------------------------------------------------------------------------
+
     def run(self) -> list[Row]:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "rounds.jsonl").write_text("")
@@ -154,6 +177,7 @@ class Runner:
                     "pool_images": len(self.dataset.pool),
                     "pool_boxes": self.dataset.pool_boxes,
                     "test_images": len(self.dataset.test),
+                    "environment": environment(),
                 },
                 indent=2,
                 default=str,
@@ -169,52 +193,98 @@ class Runner:
         initial = rng.sample(self.dataset.pool, min(experiment.initial_images, len(self.dataset.pool)))
         base = {**experiment.settings, "seed": seed}
         started = time.monotonic()
-        init_pid = self._project(f"s{seed}-initial", {**base, **experiment.initial_settings}, initial)
-        job = self.client.start_round(init_pid)
-        self._wait("initial", job["job_id"])
+        init_pid = self._project(
+            f"s{seed}-initial", {**base, **experiment.initial_settings}, initial, initial
+        )
+        self._wait("initial", self.client.start_round(init_pid)["job_id"])
         initial_model = self.client.rounds(init_pid)[1]["model_version"]
         self._record("initial", "-", "-", seed, init_pid, started)
         for arm in experiment.arms:
             self.run_arm(arm, seed, initial, initial_model)
+        if experiment.control:
+            self.run_control(seed, initial, initial_model)
         if experiment.full_supervision:
-            started = time.monotonic()
-            pid = self._project(f"s{seed}-full", {**base, **experiment.initial_settings}, self.dataset.pool)
-            self._wait("full", self.client.start_round(pid)["job_id"])
-            self._record("full", "-", "-", seed, pid, started)
+            self.run_full(seed)
+
+    def run_control(self, seed: int, initial: list[ImageRecord], initial_model: str) -> None:
+        """The initial set only, retrained each round as the arms are: what extra training alone gives."""
+        started = time.monotonic()
+        settings = {**self.experiment.settings, "seed": seed, "initial_model": initial_model}
+        pid = self._project(f"s{seed}-control", settings, initial, initial)
+        self._wait("control", self.client.start_round(pid)["job_id"])
+        self._record("control", "-", "-", seed, pid, started)
+        self._retrain("control", pid, seed, started)
+
+    def run_full(self, seed: int) -> None:
+        """Every pool box labeled, the initial model's schedule then the arms' rounds: the reference."""
+        experiment = self.experiment
+        started = time.monotonic()
+        base = {**experiment.settings, "seed": seed}
+        pool = self.dataset.pool
+        pid = self._project(f"s{seed}-full", {**base, **experiment.initial_settings}, pool, pool)
+        self._wait("full", self.client.start_round(pid)["job_id"])
+        self._record("full", "-", "-", seed, pid, started)
+        self.client.update_settings(pid, experiment.settings)  # then the arms' rounds
+        self._retrain("full", pid, seed, started)
 
     def run_arm(self, arm: Arm, seed: int, initial: list[ImageRecord], initial_model: str) -> None:
         experiment = self.experiment
-        per_round = experiment.box_round if arm.unit == "box" else experiment.image_round
         settings = {
             **experiment.settings,
+            **arm.settings,
             "seed": seed,
             "unit": arm.unit,
             "strategy": arm.strategy,
             "reduction": arm.reduction,
-            "round_size": per_round,
             "initial_model": initial_model,
+            **self._budget(arm),
         }
         started = time.monotonic()
-        pid = self._project(f"s{seed}-{arm.unit}-{arm.strategy}", settings, initial)
+        pid = self._project(f"s{seed}-{arm.name.replace('/', '-')}", settings, initial, self.dataset.pool)
         oracle = Oracle({im.external_id: im.truth for im in self.dataset.pool}, experiment.cost)
         for im in initial:
             oracle.mark_labeled(im.external_id)
         self._wait(arm.name, self.client.start_round(pid)["job_id"])
         self._record(arm.name, arm.unit, arm.strategy, seed, pid, started)
         for _ in range(experiment.rounds):
-            answered, next_job = 0, None
-            while next_job is None:
-                queries = self.client.lease(pid, min(LEASE_BATCH, per_round - answered), "oracle", arm.unit)
-                if not queries:
-                    break  # the pool is exhausted
-                result = self.client.answer(pid, [oracle.answer(q) for q in queries])
-                answered += len(queries)
-                self.report("answers", {"arm": arm.name, "answered": answered, "of": per_round})
-                if result["round_started"]:
-                    next_job = self.client.rounds(pid)[-1]["job_id"]
+            next_job = self._serve_round(arm, pid, oracle)
             if next_job is None:
-                if answered == 0:
-                    return
-                next_job = self.client.start_round(pid)["job_id"]  # a last, smaller round
+                return  # the pool is exhausted
             self._wait(arm.name, next_job)
             self._record(arm.name, arm.unit, arm.strategy, seed, pid, started)
+
+    def _budget(self, arm: Arm) -> dict[str, Any]:
+        experiment = self.experiment
+        if experiment.round_boxes is not None:
+            return {"round_budget": "boxes", "round_size": experiment.round_boxes}
+        return {"round_size": experiment.box_round if arm.unit == "box" else experiment.image_round}
+
+    def _serve_round(self, arm: Arm, pid: int, oracle: Oracle) -> str | None:
+        """Answer queries until the round closes; the next round's job id, or None if nothing was left.
+
+        The lease names no unit, so a box arm whose box queries run out is served image queries, as any
+        client would be. Near the end of a boxes budget, leases get smaller (an image query at a time)
+        so that no round overshoots its budget by much."""
+        answered, whole_images = 0, arm.unit == "image"
+        while True:
+            project = self.client.project(pid)
+            size = project["settings"]["round_size"]
+            boxes = project["settings"]["round_budget"] == "boxes"
+            spent = project["boxes_this_round"] if boxes else project["answers_this_round"]
+            k = 1 if boxes and whole_images else max(1, min(LEASE_BATCH, size - spent))
+            queries = self.client.lease(pid, k, "oracle")
+            if not queries:
+                break
+            if boxes and any(q["unit"] == "image" for q in queries):
+                whole_images = True  # each obtains many boxes at once: one at a time from now on
+                for extra in queries[1:]:
+                    self.client.release(pid, extra["query_id"])
+                queries = queries[:1]
+            result = self.client.answer(pid, [oracle.answer(q) for q in queries])
+            answered += len(queries)
+            self.report("answers", {"arm": arm.name, "answered": answered})
+            if result["round_started"]:
+                return str(self.client.rounds(pid)[-1]["job_id"])
+        if answered == 0:
+            return None
+        return str(self.client.start_round(pid)["job_id"])  # a last, smaller round

@@ -1,5 +1,6 @@
-"""Experiment presets: a CPU smoke test; CPU-sized digits and BCCD runs, and the same settings for any VOC
-or COCO data set; the paper's VOC 2012 and COCO settings (Sec. 4) for a GPU machine."""
+"""Experiment presets: a CPU smoke test; CPU-sized digits; the reviewed BCCD and Aquarium runs and the same
+settings for any VOC or COCO data set, with the pilot that chose their box arm; the paper's VOC 2012 and
+COCO settings (Sec. 4) for a GPU machine. Every preset trains a fixed number of steps per round."""
 
 from __future__ import annotations
 
@@ -25,7 +26,33 @@ PAPER_ARMS = [
     Arm("image", "least_confidence", "mean"),
     Arm("image", "coreset"),
 ]
+# The reviewed experiments (docs/results/): the paper's box arm, the box arm the pilot chose, both image
+# arms, a control and the fully supervised reference; every arm trains 200 steps per round (warm-started)
+# and obtains 100 boxes per round; three seeds.
+PAPER_BOX = Arm("box", "least_confidence", label="box/paper")  # paper-exact training set, frozen targets
+IMAGE_ARMS = [Arm("image", "random"), Arm("image", "least_confidence", "mean")]
+REFRESHED = {"noisy_targets": "refreshed"}
+PILOT_ARMS = [
+    PAPER_BOX,
+    Arm("box", "object_uncertainty"),
+    Arm("box", "least_confidence_bg"),
+    Arm("box", "least_confidence", settings=REFRESHED, label="box/least_confidence+refreshed"),
+    Arm("box", "object_uncertainty", settings=REFRESHED, label="box/object_uncertainty+refreshed"),
+]
+BEST_BOX = PAPER_BOX  # the pilot's choice is set here once the pilot has run (docs/results/bccd-pilot/)
+PRETRAINED_CPU = {
+    "model": "faster_rcnn_mnv2_fpn_lite",
+    "min_size": 320,
+    "max_size": 512,
+    "batch_size": 2,
+    "lr": 0.01,
+    "lambda_d": 0.5,
+    "t_d": 0.2,
+    "warm_start": True,
+    "iterations": 200,
+}
 SHARED_BCCD = Path("../shared/datasets/bccd")
+SHARED_AQUARIUM = Path("../shared/datasets/aquarium")
 LITE = {"model": "faster_rcnn_r18_fpn_lite", "batch_size": 2, "lr": 0.01, "lambda_d": 0.5, "noisy": "dampen"}
 
 
@@ -61,6 +88,12 @@ def _voc(
     return build
 
 
+def _aquarium(data: Path | None, out: Path) -> Dataset:
+    """Aquarium (or another YOLO directory of that layout): pool train/, test valid/ + test/ (its
+    PROVENANCE.md: the 63 test/ images alone are too few for stable mAP)."""
+    return datasets.yolo(data or SHARED_AQUARIUM, pool_subsets=("train",), test_subsets=("valid", "test"))
+
+
 def _coco_folder(data: Path | None, out: Path) -> Dataset:
     if data is None:
         raise ValueError(
@@ -83,19 +116,24 @@ def _coco_2017(data: Path | None, out: Path) -> Dataset:
     )
 
 
-def _cpu(name: str, **overrides: object) -> Experiment:
-    """The CPU-sized experiment on real photographs (BCCD, or any VOC/COCO data set)."""
-    settings = {**LITE, "min_size": 224, "max_size": 299, "epochs": 3, "t_d": 0.3, "warm_start": True}
+def _reviewed(
+    name: str, arms: list[Arm], *, seeds: list[int], rounds: int = 6, reference: bool = True
+) -> Experiment:
+    """Equal compute per arm (steps per round), an equal box budget per round, the control and the fully
+    supervised reference: what a reviewer asks of a box vs image comparison."""
     return Experiment(
         name=name,
-        arms=BOX_VS_IMAGE,
-        seeds=[0],
-        initial_images=30,
-        rounds=3,
-        box_round=80,
-        image_round=6,
-        settings={**settings, **overrides},
-        initial_settings={"epochs": 12},
+        arms=list({arm.name: arm for arm in arms}.values()),  # an arm chosen twice runs once
+        seeds=seeds,
+        initial_images=20,
+        rounds=rounds,
+        box_round=100,
+        image_round=100,
+        settings=PRETRAINED_CPU,
+        initial_settings={"iterations": 450},
+        round_boxes=100,
+        control=reference,
+        full_supervision=reference,
     )
 
 
@@ -112,8 +150,17 @@ PRESETS: dict[str, Preset] = {
             rounds=2,
             box_round=8,
             image_round=2,
-            settings={**LITE, "min_size": 96, "max_size": 96, "epochs": 2, "t_d": 0.001, "warm_start": True},
-            initial_settings={"epochs": 3},
+            settings={
+                **LITE,
+                "min_size": 96,
+                "max_size": 96,
+                "iterations": 10,
+                "t_d": 0.001,
+                "warm_start": True,
+            },
+            initial_settings={"iterations": 40},
+            control=True,
+            full_supervision=True,
         ),
     ),
     "digits": Preset(
@@ -128,34 +175,56 @@ PRESETS: dict[str, Preset] = {
             rounds=4,
             box_round=60,
             image_round=8,
-            settings={**LITE, "min_size": 128, "max_size": 128, "epochs": 4, "t_d": 0.3, "warm_start": True},
-            initial_settings={"epochs": 14},
+            settings={
+                **LITE,
+                "min_size": 128,
+                "max_size": 128,
+                "iterations": 120,
+                "t_d": 0.3,
+                "warm_start": True,
+            },
+            initial_settings={"iterations": 420},
         ),
     ),
     "bccd": Preset(
         "bccd",
-        "BCCD blood cells (real photographs): box vs image queries, random and least confidence, on CPU",
+        "BCCD blood cells (real photographs), reviewed: the pilot's box arm and the paper's, both image "
+        "arms, the control and the fully supervised reference; 100 boxes and 200 steps per round, 3 seeds",
         _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
-        lambda: _cpu("bccd"),
+        lambda: _reviewed("bccd", [BEST_BOX, PAPER_BOX, *IMAGE_ARMS], seeds=[0, 1, 2]),
+    ),
+    "bccd-pilot": Preset(
+        "bccd-pilot",
+        "BCCD, seed 7 (no reported run uses it): five box arms, strategies x noisy targets, to choose the "
+        "box arm of the reviewed runs without choosing on their seeds",
+        _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
+        lambda: _reviewed("bccd-pilot", PILOT_ARMS, seeds=[7], rounds=4, reference=False),
+    ),
+    "aquarium": Preset(
+        "aquarium",
+        "Aquarium (real photographs, 7 imbalanced classes, YOLO layout; 'Aquarium dataset, Roboflow', "
+        "CC BY 4.0), reviewed as bccd is",
+        _aquarium,
+        lambda: _reviewed("aquarium", [BEST_BOX, PAPER_BOX, *IMAGE_ARMS], seeds=[0, 1, 2]),
     ),
     "voc": Preset(
         "voc",
         "any Pascal VOC directory (--data; pool: trainval, test: test) with the BCCD settings, on CPU",
         _voc("trainval", "test"),
-        lambda: _cpu("voc"),
+        lambda: _reviewed("voc", [BEST_BOX, PAPER_BOX, *IMAGE_ARMS], seeds=[0, 1, 2]),
     ),
     "coco": Preset(
         "coco",
         "any COCO data set (--data: train.json, test.json, images/) with the BCCD settings, on CPU",
         _coco_folder,
-        lambda: _cpu("coco"),
+        lambda: _reviewed("coco", [BEST_BOX, PAPER_BOX, *IMAGE_ARMS], seeds=[0, 1, 2]),
     ),
     # The paper's settings (Sec. 4), for a GPU machine.
     "voc12-paper": Preset(
         "voc12-paper",
         "PASCAL VOC 2012 as in the paper (--data: VOCdevkit/VOC2012): FPN Faster R-CNN R-50, "
-        "500 initial images, 1,000 boxes or 500 images per round, 15 epochs, lr 0.002 (x0.1 after epoch 8), "
-        "batch 2",
+        "500 initial images, 1,000 boxes or 500 images per round, lr 0.002 (x0.1 after 8 of 15 epochs), "
+        "batch 2; each round 3,750 steps (the paper's 15 epochs of the initial set), the same for every arm",
         _voc("train", "val"),
         lambda: Experiment(
             name="voc12-paper",
@@ -167,7 +236,8 @@ PRESETS: dict[str, Preset] = {
             image_round=500,
             settings={
                 "model": "faster_rcnn_r50_fpn",
-                "epochs": 15,
+                "epochs": 15,  # the schedule's length, which its learning-rate step (epoch 8) scales to
+                "iterations": 3750,
                 "lr": 0.002,
                 "batch_size": 2,
                 "lambda_d": 0.5,
@@ -178,7 +248,7 @@ PRESETS: dict[str, Preset] = {
     "coco-paper": Preset(
         "coco-paper",
         "MS COCO 2017 as in the paper: 5,000 initial images, 5,000 boxes or 1,000 images per "
-        "round, 4 rounds, 8 epochs, lr 0.0025, batch 2",
+        "round, 4 rounds, lr 0.0025, batch 2; each round 20,000 steps (8 epochs of the initial set)",
         _coco_2017,
         lambda: Experiment(
             name="coco-paper",
@@ -191,6 +261,7 @@ PRESETS: dict[str, Preset] = {
             settings={
                 "model": "faster_rcnn_r50_fpn",
                 "epochs": 8,
+                "iterations": 20000,
                 "lr": 0.0025,
                 "batch_size": 2,
                 "lambda_d": 0.5,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import resource
 import shlex
 import sys
 import time
@@ -77,6 +81,7 @@ def simulate(
     ):
         client = BoxalClient(server_url, token=server_token)
         arms = ["initial", *(a.name for a in experiment.arms)]
+        arms += ["control"] * experiment.control + ["full"] * experiment.full_supervision
         tasks = {
             (arm, seed): progress.add_task(
                 f"seed {seed} {arm}", total=1 if arm == "initial" else experiment.rounds + 1, status="waiting"
@@ -107,6 +112,24 @@ def simulate(
             rows = runner.run()
         finally:
             client.close()
-    write_all(rows, out, f"{preset}: box vs image queries ({dataset.name})", command)
-    console.print(f"done in {time.monotonic() - started:.0f} s: {out / 'summary.md'}")
+    run = {
+        "command": command,
+        "cpu_s": round(_cpu_seconds(), 1) if url is None else None,  # a remote server's is not ours to see
+        "wall_s": round(time.monotonic() - started, 1),
+        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}",
+    }
+    spec = json.loads((out / "experiment.json").read_text())
+    (out / "experiment.json").write_text(json.dumps({**spec, "runs": [run]}, indent=2, default=str))
+    title = f"{preset}: box vs image queries ({dataset.name})"
+    write_all(rows, out, title, [run], dataset.pool_boxes)
+    console.print(
+        f"done in {run['wall_s']:.0f} s ({(run['cpu_s'] or 0) / 3600:.1f} CPU hours): {out / 'summary.md'}"
+    )
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the server and worker it started (waited for, so counted)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

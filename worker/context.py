@@ -37,15 +37,15 @@ class WorkerContext:
         if model_version in self._models:
             self._models.move_to_end(model_version)
             return self._models[model_version]
-        payload = torch.load(self.artifacts.model(model_version), map_location="cpu", weights_only=False)
-        detector = build_detector(
+        path = self.artifacts.model(model_version)
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        detector = build_detector(  # the saved model is its own weights file (norm layers included)
             get_preset(payload["preset"]),
             payload["num_classes"],
-            pretrained=False,
+            weights=str(path),
             min_size=payload["min_size"],
             max_size=payload["max_size"],
         )
-        detector.model.load_state_dict(payload["model"])
         detector.model.to(pick_device()).eval()
         self._models[model_version] = detector
         while len(self._models) > MODELS_KEPT:

@@ -21,7 +21,8 @@ router = APIRouter(
 def import_data(
     project_id: ProjectId, session: WriteSession, settings: SettingsDep, _: Admin, body: ImportIn = Body(...)
 ) -> ImportReport:
-    """Ground truth or predictions from COCO JSON or a Pascal VOC directory; answers with a report."""
+    """Ground truth or predictions from COCO JSON, or ground truth from a Pascal VOC or an Ultralytics YOLO
+    directory; answers with a report of what was imported and what was skipped, and why."""
     project = get_project(session, project_id)
     report = run_import(session, project, body, settings)
     session.commit()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from app.schemas import Strict
 
@@ -32,7 +32,23 @@ class VocImport(Strict):
     )
 
 
-ImportIn = Annotated[CocoImport | VocImport, Field(discriminator="format")]
+class YoloImport(Strict):
+    format: Literal["yolo"]
+    path: str = Field(
+        max_length=4096,
+        description="an Ultralytics YOLO directory (data.yaml, <subset>/images, <subset>/labels) under an "
+        "image root",
+    )
+    subsets: list[Annotated[str, StringConstraints(pattern=r"^[\w.-]+$", max_length=100)]] | None = Field(
+        None, description="subset folders to read (e.g. train, valid); default: every one"
+    )
+    ids: list[str] | None = Field(None, description="only these file stems")
+    register_split: Literal["pool", "test"] | None = Field(
+        None, description="also register the directory's images that are not registered yet, in this split"
+    )
+
+
+ImportIn = Annotated[CocoImport | VocImport | YoloImport, Field(discriminator="format")]
 
 
 class SkippedItem(BaseModel):

@@ -14,8 +14,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.images import service as images_service
-from app.imports.schemas import CocoImport, ImportReport, SkippedItem, VocImport
-from app.imports.sources import SourceBox, SourceImage, coco_sources, voc_sources
+from app.imports.schemas import CocoImport, ImportReport, SkippedItem, VocImport, YoloImport
+from app.imports.sources import SourceBox, SourceImage, coco_sources, voc_sources, yolo_sources
 from app.labels.resolve import resolve_predictions_on_complete_image
 from app.models import Box, Image, Project
 from app.settings import Settings
@@ -41,18 +41,18 @@ class Report:
 
 
 def run_import(
-    session: Session, project: Project, body: CocoImport | VocImport, settings: Settings
+    session: Session, project: Project, body: CocoImport | VocImport | YoloImport, settings: Settings
 ) -> ImportReport:
     if isinstance(body, CocoImport):
         report = Report("coco", body.kind)
         sources = coco_sources(body, settings)
+        kind, model_version = body.kind, body.model_version
     else:
-        report = Report("voc", "annotations")
-        sources = voc_sources(body, settings)
-    if body.format == "voc" and body.register_split:
-        _register_missing(session, project, sources, body.register_split, report)
-    kind = body.kind if isinstance(body, CocoImport) else "annotations"
-    model_version = body.model_version if isinstance(body, CocoImport) else None
+        report = Report(body.format, "annotations")
+        sources = voc_sources(body, settings) if isinstance(body, VocImport) else yolo_sources(body, settings)
+        kind, model_version = "annotations", None
+        if body.register_split:
+            _register_missing(session, project, sources, body.register_split, report)
     _apply(session, project, sources, kind, model_version, report)
     session.flush()
     return report.finish()
@@ -99,7 +99,7 @@ def _register_missing(
         if i in matched:
             continue
         if source.register_path is None:
-            report.skip(source.file_name, "image file not found under JPEGImages/")
+            report.skip(source.file_name, "image file not found (VOC: under JPEGImages/)")
             continue
         if source.width is None or source.height is None:
             report.skip(source.file_name, "annotation gives no image size")

@@ -1,4 +1,4 @@
-"""What an import file says, per format: one SourceImage per image with its boxes, before matching.
+"""What an import says, per format (COCO, VOC, YOLO): one SourceImage per image with its boxes.
 
 Structural problems (unreadable files, dangling references) raise Invalid (422, nothing imported);
 per-box defects are kept on the box and reported when the import is applied (service.py).
@@ -12,9 +12,9 @@ from typing import Any
 
 from app.errors import Invalid, TooLarge
 from app.images.storage import resolve_under_roots
-from app.imports.schemas import CocoImport, VocImport
+from app.imports.schemas import CocoImport, VocImport, YoloImport
 from app.settings import Settings
-from formats import FormatError, coco, voc
+from formats import FormatError, coco, voc, yolo
 
 
 @dataclass
@@ -95,11 +95,7 @@ def voc_sources(body: VocImport, settings: Settings) -> list[SourceImage]:
         annotations = voc.read_voc_dir(root, body.image_set)
     except FormatError as exc:
         raise Invalid(f"VOC: {exc}") from exc
-    if body.ids is not None:
-        wanted = set(body.ids)
-        annotations = [a for a in annotations if a.stem in wanted]
-    if sum(1 + len(a.objects) for a in annotations) > settings.max_import_items:
-        raise TooLarge(f"import has over {settings.max_import_items} images plus objects")
+    annotations = _chosen(annotations, body.ids, settings)
     sources = []
     for annotation in annotations:
         source = SourceImage(
@@ -114,3 +110,42 @@ def voc_sources(body: VocImport, settings: Settings) -> list[SourceImage]:
             source.boxes.append(SourceBox(obj.bbox, obj.name, item, defect=obj.defect))
         sources.append(source)
     return sources
+
+
+def yolo_sources(body: YoloImport, settings: Settings) -> list[SourceImage]:
+    root = resolve_under_roots(body.path, settings, what="path")
+    try:
+        names = yolo.class_names(root)
+        images = [
+            image
+            for subset in body.subsets or yolo.subsets(root)
+            for image in yolo.read_yolo_dir(root, names, subset)
+        ]
+    except FormatError as exc:
+        raise Invalid(f"YOLO: {exc}") from exc
+    images = _chosen(images, body.ids, settings)
+    sources = []
+    for image in images:
+        source = SourceImage(
+            keys=[image.stem],
+            file_name=image.path.name,
+            width=image.width,
+            height=image.height,
+            register_path=image.path,
+        )
+        for obj in image.objects:
+            item = f"{image.subset}/labels/{image.stem}.txt line {obj.line}"
+            source.boxes.append(SourceBox(obj.bbox, obj.name or "", item, defect=obj.defect))
+        sources.append(source)
+    return sources
+
+
+def _chosen(images: list[Any], ids: list[str] | None, settings: Settings) -> list[Any]:
+    """The images (anything with ``stem`` and ``objects``) named by ``ids`` (all if None), within the
+    import size limit."""
+    if ids is not None:
+        wanted = set(ids)
+        images = [image for image in images if image.stem in wanted]
+    if sum(1 + len(image.objects) for image in images) > settings.max_import_items:
+        raise TooLarge(f"import has over {settings.max_import_items} images plus objects")
+    return images

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from app.auth.deps import Admin, Authenticated, InProject, current_principal
-from app.deps import Paging, ReadSession, WriteSession
+from app.deps import Paging, ReadSession, SettingsDep, WriteSession
 from app.projects import service
 from app.projects.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
 from app.schemas import ERRORS, Page, ProjectId
@@ -14,8 +14,10 @@ router = APIRouter(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectPublic)
-def create_project(body: ProjectCreate, session: WriteSession, _: Admin) -> ProjectPublic:
-    project = service.create_project(session, body)
+def create_project(
+    body: ProjectCreate, session: WriteSession, settings: SettingsDep, _: Admin
+) -> ProjectPublic:
+    project = service.create_project(session, body, settings)
     out = service.to_public(session, project)
     session.commit()
     return out
@@ -38,9 +40,9 @@ def get_project(project_id: ProjectId, session: ReadSession, _: InProject) -> Pr
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
 def update_project(
-    project_id: ProjectId, body: ProjectUpdate, session: WriteSession, _: Admin
+    project_id: ProjectId, body: ProjectUpdate, session: WriteSession, settings: SettingsDep, _: Admin
 ) -> ProjectPublic:
-    project = service.update_project(session, service.get_project(session, project_id), body)
+    project = service.update_project(session, service.get_project(session, project_id), body, settings)
     out = service.to_public(session, project)
     session.commit()
     return out

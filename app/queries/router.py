@@ -25,7 +25,9 @@ def lease_queries(
 ) -> LeaseOut:
     """Lease up to k of the highest-ranked queries that nobody holds (an empty list when none are left).
 
-    With an annotator token the lease is recorded under the token's name, whatever ``annotator`` says.
+    Without ``unit`` the project decides: a box project whose free box queries run out serves image
+    queries for the rest (the round's ``notice`` says why). With an annotator token the lease is recorded
+    under the token's name, whatever ``annotator`` says.
     """
     project = get_project(session, project_id)
     annotator = body.annotator if principal.is_admin else principal.name

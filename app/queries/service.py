@@ -42,13 +42,18 @@ def lease(
     if k > settings.max_k:
         raise Invalid(f"k: at most {settings.max_k} queries per lease call")
     expires_at = now + timedelta(seconds=config.lease_ttl_s)
-    if unit is None:
+    fallback = False
+    if unit is None:  # the project decides: its unit, image queries while seeding or once boxes run out
         unit = "image" if _seeding(session, project) else config.unit
+        fallback = unit == "box" and project.serving_round > 0
     if unit == "image":
         if _seeding(session, project):
             k = min(k, _seed_images_left(session, project, now))
         return _lease_images(session, project, k, annotator, now, expires_at) if k > 0 else []
-    return _lease_boxes(session, project, k, annotator, now, expires_at)
+    queries = _lease_boxes(session, project, k, annotator, now, expires_at)
+    if fallback and len(queries) < k:  # no dead end: the round goes on with whole images
+        queries += _lease_images(session, project, k - len(queries), annotator, now, expires_at)
+    return queries
 
 
 def _seeding(session: Session, project: Project) -> bool:

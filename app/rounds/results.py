@@ -179,12 +179,42 @@ def apply_ranking(session: Session, round_id: int) -> Round:
     unlabeled = session.scalar(
         select(func.count()).where(Box.project_id == project.id, Box.status == "unlabeled")
     )
-    round_.pool_stats = {"unlabeled_boxes": int(unlabeled or 0)}
+    stats: dict[str, Any] = {"unlabeled_boxes": int(unlabeled or 0)}
+    notice = fallback_notice(session, project, round_.number, stats["unlabeled_boxes"])
+    if notice:
+        stats["notice"] = notice
+    round_.pool_stats = stats  # assigned whole: a JSON column does not see changes made in place
     round_.state = "open"
     round_.opened_at = utcnow()
     project.serving_round = round_.number
     session.flush()
     return round_
+
+
+def fallback_notice(session: Session, project: Project, number: int, unlabeled: int) -> str | None:
+    """Why a box round will serve image queries, in words a user can act on; None if it will not."""
+    config = project_settings(project)
+    if config.unit != "box" or unlabeled >= config.round_size:
+        return None
+    open_images = session.scalar(
+        select(func.count()).where(
+            Image.project_id == project.id, Image.split == "pool", ~Image.fully_labeled
+        )
+    )
+    if unlabeled == 0:
+        why = (
+            f"round {number}'s model predicted no box scoring at least t_d = {config.t_d} on the "
+            f"{open_images} pool images that are not fully labeled"
+        )
+    else:
+        why = (
+            f"round {number} has {unlabeled} box queries, fewer than the {config.round_size} a round asks for"
+        )
+    return (
+        f"{why}, so once they are taken the round is served as image queries ({config.fallback} order), "
+        "answered by drawing every object. For more box queries: lower t_d, train longer (more epochs "
+        "or iterations), or use a pretrained model preset."
+    )
 
 
 def _drop_superseded_predictions(session: Session, project_id: int, number: int) -> None:

@@ -17,6 +17,9 @@ class RoundPublic(BaseModel):
     seconds: float = Field(description="annotator seconds of those answers (sum of duration_ms)")
     metrics: dict[str, Any] | None = Field(description="test-split evaluation: map, map50, ...")
     pool: dict[str, Any] | None = Field(description="pool statistics after this round's ranking")
+    notice: str | None = Field(
+        None, description="why this box round serves image queries (too few box queries), and what to change"
+    )
     error: str | None
     created_at: datetime
     opened_at: datetime | None
@@ -36,6 +39,7 @@ class CurvePoint(BaseModel):
     map: float | None
     map50: float | None
     model_version: str | None
+    notice: str | None = Field(None, description="as the round's: why it served image queries")
 
 
 class Curve(BaseModel):

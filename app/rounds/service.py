@@ -97,7 +97,15 @@ def _round_is_due(session: Session, project: Project, current: Round) -> bool:
             )
         )
         return (labeled or 0) >= config.seed_images
-    return snapshot.answers_since(session, project.id, current.snapshot_event_id or 0) >= config.round_size
+    return spent(session, project, current) >= config.round_size
+
+
+def spent(session: Session, project: Project, current: Round) -> int:
+    """What the open round has used of its budget: boxes obtained or answers, as round_budget says."""
+    since = current.snapshot_event_id or 0
+    if project_settings(project).round_budget == "boxes":
+        return snapshot.boxes_since(session, project.id, since)
+    return snapshot.answers_since(session, project.id, since)
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -115,6 +123,7 @@ def to_public(round_: Round) -> RoundPublic:
         seconds=round_.seconds,
         metrics=round_.metrics,
         pool=round_.pool_stats,
+        notice=(round_.pool_stats or {}).get("notice"),
         error=round_.error,
         created_at=round_.created_at,
         opened_at=round_.opened_at,
@@ -147,6 +156,7 @@ def curve(session: Session, project_id: int, *, limit: int, cursor: int | None) 
             map=(r.metrics or {}).get("map"),
             map50=(r.metrics or {}).get("map50"),
             model_version=r.model_version,
+            notice=(r.pool_stats or {}).get("notice"),
         )
         for r in session.scalars(stmt)
     ]

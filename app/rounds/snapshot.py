@@ -50,17 +50,7 @@ def labeled_images_query(project_id: int, snapshot: int, *, answered: bool = Tru
 
 def counts(session: Session, project_id: int, snapshot: int, *, answered_images: bool = True) -> Counts:
     """Boxes obtained, training images (as ``labeled_images_query`` counts them), answers and seconds."""
-    boxes = session.scalar(
-        select(func.count())
-        .select_from(Box)
-        .join(Image, Image.id == Box.image_id)
-        .where(
-            Box.project_id == project_id,
-            Box.status == "labeled",
-            Image.split == "pool",
-            _known(Box.answer_event_id, snapshot),
-        )
-    )
+    boxes = session.scalar(_labeled_pool_boxes(project_id).where(_known(Box.answer_event_id, snapshot)))
     images = session.scalar(
         select(func.count()).select_from(
             labeled_images_query(project_id, snapshot, answered=answered_images).subquery()
@@ -88,4 +78,20 @@ def answers_since(session: Session, project_id: int, snapshot: int) -> int:
             )
         )
         or 0
+    )
+
+
+def boxes_since(session: Session, project_id: int, snapshot: int) -> int:
+    """Boxes obtained after the snapshot: labeled pool boxes answered since (box answers and image
+    answers' drawn boxes; background and duplicate answers obtain none)."""
+    return int(session.scalar(_labeled_pool_boxes(project_id).where(Box.answer_event_id > snapshot)) or 0)
+
+
+def _labeled_pool_boxes(project_id: int):  # type: ignore[no-untyped-def]
+    """Counts the labeled boxes on pool images: the boxes obtained."""
+    return (
+        select(func.count())
+        .select_from(Box)
+        .join(Image, Image.id == Box.image_id)
+        .where(Box.project_id == project_id, Box.status == "labeled", Image.split == "pool")
     )

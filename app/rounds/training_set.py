@@ -48,7 +48,8 @@ class TargetBox:
 class TrainingImage:
     """One image and what it trains with (also used for test images' ground truth): its target boxes,
     its ``negatives`` (regions answered background or duplicate) and its ``ignore`` regions (uncertain
-    predictions, refreshed targets only), each region [x1, y1, x2, y2] pixels."""
+    predictions, refreshed targets only), each region [x1, y1, x2, y2] pixels. ``complete``: every
+    object of the image is labeled (imported ground truth, or an answered image query)."""
 
     path: str
     boxes: list[TargetBox] = field(default_factory=list)
@@ -57,6 +58,7 @@ class TrainingImage:
     height: int | None = None
     negatives: list[list[float]] = field(default_factory=list)
     ignore: list[list[float]] = field(default_factory=list)
+    complete: bool = False
 
     @property
     def labeled(self) -> list[TargetBox]:
@@ -93,8 +95,10 @@ def training_set(
         for image in session.scalars(query.order_by(Image.id))
     }
     out = {
-        image_id: TrainingImage(image.path, image_id=image_id, width=image.width, height=image.height)
-        for image_id, (image, _) in chosen.items()
+        image_id: TrainingImage(
+            image.path, image_id=image_id, width=image.width, height=image.height, complete=complete
+        )
+        for image_id, (image, complete) in chosen.items()
     }
     ids = list(chosen)
     for start in range(0, len(ids), 500):

@@ -123,3 +123,65 @@ def test_broken_imports_are_422_and_change_nothing(client, database, tmp_path: P
         response = client.post(f"/v1/projects/{pid}/imports", json=body)
         assert response.status_code == 422, (body, response.text)
     assert db_state(database) == before
+
+
+AQUARIUM = BCCD.parent / "aquarium"
+AQUARIUM_CLASSES = ["fish", "jellyfish", "penguin", "puffin", "shark", "starfish", "stingray"]
+
+
+def test_the_aquarium_yolo_directory_imports_its_638_images_and_accounts_for_all_4817_boxes(client) -> None:
+    project = create_project(client, name="aquarium", classes=AQUARIUM_CLASSES)
+    pid = project["id"]
+    reports = []
+    for subsets, split in ((["train"], "pool"), (["valid", "test"], "test")):
+        response = client.post(
+            f"/v1/projects/{pid}/imports",
+            json={"format": "yolo", "path": str(AQUARIUM), "subsets": subsets, "register_split": split},
+        )
+        assert response.status_code == 200, response.text
+        reports.append(response.json())
+    pool, test = reports
+    assert (pool["images_registered"], test["images_registered"]) == (448, 190)
+    assert pool["images_labeled"] == 448 and test["test_images"] == 190
+    # every box of the data set is accounted for: two test-subset lines have zero width and height
+    assert pool["boxes_imported"] + test["boxes_imported"] + test["skipped_count"] == 4817
+    assert pool["skipped_count"] == 0 and test["skipped_by_reason"] == {"zero or negative size (_ x _)": 2}
+
+
+def test_yolo_lines_that_cannot_be_used_are_skipped_and_reported(client, tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    root = tmp_path / "yolo"
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "labels").mkdir()
+    (root / "data.yaml").write_text("train: ../train/images\nnc: 2\nnames: ['cat', 'dog']\n")
+    PILImage.new("RGB", (200, 100)).save(root / "train" / "images" / "a.jpg")
+    PILImage.new("RGB", (200, 100)).save(root / "train" / "images" / "b.png")  # no label file: no objects
+    (root / "train" / "labels" / "a.txt").write_text(
+        "0 0.5 0.5 0.2 0.4\n"  # cat at [80, 30, 120, 70]
+        "5 0.5 0.5 0.2 0.2\n"  # class id outside data.yaml
+        "1 1.5 0.5 0.2 0.2\n"  # outside [0, 1]
+        "1 x 0.5 0.2 0.2\n"  # not numbers
+        "\n"
+        "1 0.1 0.1 0.3 0.1 0.2 0.4"  # a polygon (dog), the last line without a newline
+    )
+    project = create_project(client, name="y", classes=["cat", "dog"])
+    response = client.post(
+        f"/v1/projects/{project['id']}/imports",
+        json={"format": "yolo", "path": str(root), "register_split": "pool"},
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["images_registered"] == 2 and report["boxes_imported"] == 2
+    reasons = {s["item"]: s["reason"] for s in report["skipped"]}
+    assert set(reasons) == {f"train/labels/a.txt line {n}" for n in (2, 3, 4)}
+    assert "class id 5 is not in data.yaml" in reasons["train/labels/a.txt line 2"]
+    assert "outside [0, 1]" in reasons["train/labels/a.txt line 3"]
+    assert "not numbers" in reasons["train/labels/a.txt line 4"]
+    exported = client.get(f"/v1/projects/{project['id']}/export").json()
+    boxes = sorted((a["bbox"], a["category_id"]) for a in exported["annotations"])
+    assert boxes == [([20.0, 10.0, 40.0, 30.0], 2), ([80.0, 30.0, 40.0, 40.0], 1)]  # COCO xywh
+    broken = client.post(
+        f"/v1/projects/{project['id']}/imports", json={"format": "yolo", "path": str(tmp_path)}
+    )
+    assert broken.status_code == 422 and "data.yaml" in broken.json()["detail"]

@@ -52,3 +52,34 @@ def test_bad_project_input_is_rejected_and_changes_nothing(client, database) -> 
     )
     assert malformed.status_code == 422
     assert db_state(database) == before
+
+
+def test_weights_settings_name_a_source_that_exists_and_fits_the_model(client, database, tmp_path) -> None:
+    create_project(client)
+    before = db_state(database)
+    outside = "/etc/hostname"  # exists, but outside the allowed roots
+    cases = [
+        ({"weights": "imagenet21k"}, "none of"),
+        ({"weights": "relative/file.pt"}, "absolute path"),
+        ({"weights": "coco"}, "needs a *_r50_fpn model"),
+        ({"weights": "none", "pretrained": True}, "contradicts"),
+        ({"weights": str(tmp_path / "missing.pt")}, "does not exist"),
+        ({"weights": f"file://{outside}"}, "outside the allowed image roots"),
+    ]
+    for settings, words in cases:
+        response = client.post("/v1/projects", json={"name": "w", "classes": ["a"], "settings": settings})
+        assert response.status_code == 422, (settings, response.text)
+        assert words in response.json()["detail"] and "weights" in response.json()["detail"], response.text
+    assert db_state(database) == before
+    weights = tmp_path / "mine.pt"
+    weights.write_bytes(b"checked by the worker, which reads tensors only")
+    made = client.post(
+        "/v1/projects", json={"name": "w", "classes": ["a"], "settings": {"weights": f"file://{weights}"}}
+    )
+    assert made.status_code == 201 and made.json()["settings"]["weights"] == f"file://{weights}"
+    changed = client.patch(f"/v1/projects/{made.json()['id']}", json={"settings": {"weights": "bad"}})
+    assert changed.status_code == 422 and "weights" in changed.json()["detail"]
+    coco = {"model": "faster_rcnn_r50_fpn", "weights": "coco"}
+    assert (
+        client.post("/v1/projects", json={"name": "c", "classes": ["a"], "settings": coco}).status_code == 201
+    )

@@ -64,7 +64,7 @@ def test_nothing_to_train_on_is_a_conflict(client, tmp_path) -> None:
 
 
 def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_path) -> None:
-    project, images = _project_with_seed(client, database, tmp_path)
+    project, images = _project_with_seed(client, database, tmp_path, round_size=2)
     pid = project["id"]
     started = client.post(f"/v1/projects/{pid}/rounds").json()
     job_id = started["job_id"]
@@ -108,7 +108,8 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
         results.apply_ranking(session, round_id)
         results.record_evaluation(session, round_id, {"map": 0.25, "map50": 0.5})
         jobs.job_succeeded(session, job_id)
-    queries = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a"}).json()["queries"]
+    leased = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a", "unit": "box"})
+    queries = leased.json()["queries"]
     assert [q["box_id"] for q in queries] == [again[1], again[0]]
     assert queries[0]["round"] == 1 and queries[0]["informativeness"] == 0.6
     rounds = client.get(f"/v1/projects/{pid}/rounds").json()["items"]
@@ -124,6 +125,7 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
             "map": 0.25,
             "map50": 0.5,
             "model_version": "r1-abc",
+            "notice": None,
         }
     ]
     job = client.get(f"/v1/jobs/{job_id}").json()
@@ -239,3 +241,53 @@ def test_concurrent_closers_cannot_both_start_a_round(database, client, tmp_path
         service.start_next_round(session, get_project(session, project["id"]))
     with database.transaction() as session, pytest.raises(Conflict):
         service.start_next_round(session, session.get(Project, project["id"]))
+
+
+def test_a_boxes_budget_closes_the_round_after_k_boxes_obtained_not_k_answers(
+    client, database, tmp_path
+) -> None:
+    project, images = _project_with_seed(client, database, tmp_path, round_budget="boxes", round_size=2)
+    pid = project["id"]
+    seed_pool(database, pid, [images[1]["id"], images[2]["id"]], 3)
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a", "k": 6}).json()["queries"]
+
+    def answer(query: dict, action: str) -> dict:
+        label = {"query_id": query["query_id"], "action": action}
+        response = client.post(f"/v1/projects/{pid}/labels", json={"labels": [label]})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert not any(answer(q, "background")["round_started"] for q in queries[:3])  # 3 answers, 0 boxes
+    assert client.get(f"/v1/projects/{pid}").json()["boxes_this_round"] == 0
+    assert not answer(queries[3], "accept")["round_started"]
+    assert client.get(f"/v1/projects/{pid}").json()["boxes_this_round"] == 1
+    assert answer(queries[4], "accept")["round_started"]  # the second box obtained closes round 0
+    rounds = client.get(f"/v1/projects/{pid}/rounds").json()["items"]
+    assert [r["state"] for r in rounds] == ["closed", "training"] and rounds[1]["queries_answered"] == 5
+
+
+def test_a_box_round_with_no_box_queries_serves_image_queries_and_says_why(
+    client, database, tmp_path
+) -> None:
+    project, _ = _project_with_seed(client, database, tmp_path, round_size=5, t_d=0.3)
+    pid = project["id"]
+    started = client.post(f"/v1/projects/{pid}/rounds").json()
+    with database.transaction() as session:
+        round_id = session.query(Round).filter_by(project_id=pid, number=1).one().id
+        jobs.job_started(session, started["job_id"], "w")
+        results.training_finished(session, round_id, "r1-empty")
+        results.apply_ranking(session, round_id)  # the model predicted nothing: the pool has no boxes
+    (round_1,) = [r for r in client.get(f"/v1/projects/{pid}/rounds").json()["items"] if r["round"] == 1]
+    notice = round_1["notice"]
+    assert round_1["state"] == "open" and "predicted no box" in notice and "t_d = 0.3" in notice
+    assert "image queries" in notice and "pretrained" in notice
+    assert client.get(f"/v1/projects/{pid}").json()["notice"] == notice
+    served = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a", "k": 2}).json()["queries"]
+    assert [q["unit"] for q in served] == ["image", "image"]  # 3 pool images are not fully labeled
+    asked = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "b", "k": 2, "unit": "box"})
+    assert asked.json()["queries"] == []  # a client that asks for boxes gets boxes only
+    answered = client.post(
+        f"/v1/projects/{pid}/labels",
+        json={"labels": [{"query_id": served[0]["query_id"], "action": "label_all", "boxes": []}]},
+    )
+    assert answered.status_code == 200, answered.text

@@ -128,9 +128,9 @@ def test_the_images_install_what_the_readme_installs() -> None:
     readme = (ROOT / "README.md").read_text()
     dockerfile = (ROOT / "Dockerfile").read_text()
     installs = re.findall(r"^RUN pip install '?\.(\[[\w,]+\])?'?$", dockerfile, flags=re.M)
-    assert sorted(installs) == ["", "[worker]"]  # api: no extras (no torch); worker: the engine
+    assert sorted(installs) == ["", "[worker,weights]"]  # api: no extras (no torch); worker: engine, weights
     serve = readme.split("<!-- serve-command -->")[1].split("```bash")[1].split("```")[0]
-    assert "pip install -e '.[worker]'" in serve  # the worker image's extras are the README's
+    assert "pip install -e '.[worker,weights]'" in serve  # the worker image's extras are the README's
     assert "`pip install -e .` alone gives the API without torch" in readme  # the api image's
     for stage, command in (("api", "boxal serve --no-worker"), ("worker", "boxal worker")):
         assert f"FROM source AS {stage}" in dockerfile

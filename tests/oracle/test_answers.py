@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from oracle.answers import GroundTruth, Oracle
 from oracle.cost import CostModel
-from oracle.report import crossing
 
 CAT = GroundTruth([0.0, 0.0, 10.0, 10.0], "cat")
 DOG = GroundTruth([20.0, 0.0, 30.0, 10.0], "dog")
@@ -60,11 +55,3 @@ def test_an_image_query_gets_every_object_not_yet_obtained() -> None:
     assert empty["boxes"] == [] and empty["duration_ms"] == 1000
     oracle.mark_labeled("b")
     assert oracle.answer(_query([20.0, 0.0, 30.0, 10.0], image="b"))["action"] == "duplicate"
-
-
-def test_crossing_interpolates_between_rounds() -> None:
-    curve = np.array([[100.0, 0.2], [200.0, 0.4], [300.0, 0.5]])
-    assert crossing(curve, 0.3) == 150.0
-    assert crossing(curve, 0.1) == 100.0
-    assert crossing(curve, 0.5) == 300.0
-    assert math.isnan(crossing(curve, 0.6))

@@ -1,58 +1,117 @@
-"""`boxal report`: runs of one experiment made apart (one seed each) merge into one report with spread."""
+"""Reports on a hand-made experiment whose answers are known: levels as % of the fully supervised reference,
+sustained crossings, paired savings, the control round by round, Lyu et al.'s 20% point; and runs of other
+seeds merged with `boxal report`."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from app.cli import cli
+from oracle.report import summary
 
-SPEC = {"name": "toy", "dataset": "toy", "initial_images": 2, "rounds": 2, "settings": {"t_d": 0.3}}
+SPEC = {"name": "toy", "dataset": "toy", "initial_images": 2, "rounds": 2, "pool_boxes": 1000}
+FULL = {0: 0.8, 1: 0.5}  # each seed's fully supervised mAP@0.5
 
 
-def _run(folder: Path, seed: int, gain: float, spec: dict | None = None) -> Path:
-    """A finished run: the initial model, then two rounds of a box and an image arm."""
-    rows = [{"arm": "initial", "unit": "-", "strategy": "-", "round": 1, "boxes_obtained": 100, "map50": 0.2}]
-    for arm, per_round in (("box/random", 20), ("image/random", 40)):
-        rows += [
-            {"arm": arm, "unit": arm.split("/")[0], "strategy": "random", "round": r + 1,
-             "boxes_obtained": 100 + r * per_round, "map50": 0.2 + r * gain}
-            for r in range(3)
-        ]  # fmt: skip
-    rows = [
-        {**row, "experiment": "toy", "dataset": "toy", "seed": seed, "queries_answered": 0, "seconds": 0.0,
-         "map": row["map50"] / 2, "model_version": "v", "wall_s": 1.0}
-        for row in rows
+def _rows(seed: int) -> list[dict]:
+    """Curves as fractions of the seed's reference: box/a reaches 90% at 200 boxes, image/x at 400."""
+    ref = FULL[seed]
+    curves = {
+        ("initial", "-"): [(100, 0.5)],
+        ("box/a", "box"): [(100, 0.5), (200, 0.9), (300, 1.0)],
+        ("box/b", "box"): [(100, 0.5), (200, 0.8), (300, 0.95)],
+        ("image/x", "image"): [(100, 0.5), (250, 0.7), (400, 0.9)],
+        ("control", "-"): [(100, 0.5), (100, 0.55), (100, 0.6)],
+        ("full", "-"): [(1000, 0.9), (1000, 1.0)],
+    }
+    return [
+        {"experiment": "toy", "dataset": "toy", "arm": arm, "unit": unit, "strategy": "s", "seed": seed,
+         "round": r + 1, "boxes_obtained": x, "queries_answered": 2 * x, "seconds": 3.0 * x,
+         "map50": share * ref, "map": share * ref / 2, "model_version": "v", "wall_s": 1.0}
+        for (arm, unit), points in curves.items()
+        for r, (x, share) in enumerate(points)
     ]  # fmt: skip
+
+
+def test_levels_are_shares_of_full_supervision_reached_for_good_with_paired_savings() -> None:
+    rows = _rows(0) + _rows(1)
+    runs = [{"command": "boxal simulate --preset toy", "cpu_s": 7200, "machine": "2 CPUs"}]
+    text = summary(rows, "toy", runs, pool_boxes=1000)
+    assert "`boxal simulate --preset toy` (2.0 CPU hours; 2 CPUs)" in text
+    assert "the fully supervised model's mAP@0.5" in text
+    # on boxes: 90% of full at 200 boxes (box/a), 400 (image/x): 50% fewer in both seeds
+    assert (
+        "| 90% | 200 [200-200] | 267 [267-267] | 400 [400-400] | box/a vs image/x: 50% [50% to 50%] |" in text
+    )
+    # seconds are 3x boxes; queries 2x
+    assert "| 90% | 600 [600-600] |" in text and "| 90% | 400 [400-400] |" in text
+    # round by round against the control: box/a 90% at round 2, the control 55%
+    assert "| 2 | 90.0% | 80.0% | 55.0% | 70.0% |" in text
+    # Lyu et al.: 20% of the pool's 1000 boxes = 200: box/a is at 90% of full there
+    assert "| box/a | 90% [90%-90%] | 2 of 2 |" in text
+
+
+def test_a_curve_that_touches_a_level_and_falls_back_is_not_counted_as_reaching_it() -> None:
+    rows = _rows(0)
+    for row in rows:
+        if row["arm"] == "box/b" and row["round"] == 2:
+            row["map50"] = 0.91 * FULL[0]  # reaches 90% at round 2
+        if row["arm"] == "box/b" and row["round"] == 3:
+            row["map50"] = 0.85 * FULL[0]  # falls back below 90% at the end
+    text = summary(rows, "toy", [{"command": "c"}], pool_boxes=1000)
+    sustained = next(line for line in text.splitlines() if line.startswith("| 90% | 200 | "))
+    assert sustained.split(" | ")[2] == "-"  # box/b: never for good
+    first = text.split("## First touch")[1]
+    assert "| 90% | 200 | 198 |" in first  # but it touched it at 198 boxes
+
+
+def _run(folder: Path, seed: int, spec: dict | None = None) -> Path:
     folder.mkdir(parents=True)
-    (folder / "experiment.json").write_text(json.dumps({**(spec or SPEC), "seeds": [seed]}))
-    (folder / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folder / "summary.md").write_text(f"# toy\n\nCommand: `boxal simulate --seed {seed}`\n")
+    runs = [{"command": f"boxal simulate --seed {seed}", "cpu_s": 3600.0, "machine": "2 CPUs"}]
+    (folder / "experiment.json").write_text(json.dumps({**(spec or SPEC), "seeds": [seed], "runs": runs}))
+    (folder / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(seed)))
     return folder
 
 
-def test_runs_of_other_seeds_merge_into_one_report_with_their_spread(tmp_path: Path) -> None:
-    a, b = _run(tmp_path / "s0", 0, 0.1), _run(tmp_path / "s1", 1, 0.2)
+def test_runs_of_other_seeds_merge_into_one_report_the_csvs_reproduce(tmp_path: Path) -> None:
+    a, b = _run(tmp_path / "s0", 0), _run(tmp_path / "s1", 1)
     out = tmp_path / "merged"
     done = CliRunner().invoke(cli, ["report", str(a), str(b), "--out", str(out)])
     assert done.exit_code == 0, done.output
-    assert json.loads((out / "experiment.json").read_text())["seeds"] == [0, 1]
-    assert len((out / "rounds.jsonl").read_text().splitlines()) == 14
-    assert (out / "rounds.csv").is_file() and (out / "map50_vs_boxes_obtained.png").is_file()
-    summary = (out / "summary.md").read_text()
-    assert "`boxal simulate --seed 0`; `boxal simulate --seed 1`; `boxal report" in summary
-    # best final mAP@0.5 is the mean over seeds of the box arm: (0.4 + 0.6) / 2; 50% of it is 0.25:
-    # seed 0 crosses it at 110 boxes, seed 1 at 105 (box); 120 and 110 (image)
-    assert "| 50% | 0.250 | 108 [105-110] | 115 [110-120] | 7% |" in summary
+    merged = json.loads((out / "experiment.json").read_text())
+    assert merged["seeds"] == [0, 1] and [r["command"] for r in merged["runs"]][:2] == [
+        "boxal simulate --seed 0",
+        "boxal simulate --seed 1",
+    ]
+    for name in ("rounds.csv", "levels.csv", *(f"map50_vs_{a}.png" for a in ("boxes_obtained", "round"))):
+        assert (out / name).is_file(), name
+    levels = list(csv.DictReader((out / "levels.csv").open()))
+    wanted = [
+        float(r["sustained"])
+        for r in levels
+        if r["axis"] == "boxes_obtained" and r["arm"] == "box/a" and float(r["level"]) == 0.9
+    ]
+    assert wanted == [200.0, 200.0]  # the summary's 200 [200-200], from the CSV
+    shares = {
+        (r["arm"], r["seed"], r["round"]): r["map50_of_full"]
+        for r in csv.DictReader((out / "rounds.csv").open())
+    }
+    assert float(shares[("box/a", "1", "2")]) == 0.9
+    summary_text = (out / "summary.md").read_text()
+    assert (
+        "`boxal simulate --seed 1` (1.0 CPU hours; 2 CPUs)" in summary_text and "boxal report" in summary_text
+    )
 
 
 def test_runs_of_different_experiments_or_the_same_seed_are_refused(tmp_path: Path) -> None:
-    a = _run(tmp_path / "s0", 0, 0.1)
-    other = _run(tmp_path / "other", 1, 0.1, {**SPEC, "settings": {"t_d": 0.05}})
-    again = _run(tmp_path / "again", 0, 0.2)
-    for run, message in ((other, "settings differ"), (again, "seed 0 is in both")):
+    a = _run(tmp_path / "s0", 0)
+    other = _run(tmp_path / "other", 1, {**SPEC, "rounds": 3})
+    again = _run(tmp_path / "again", 0)
+    for run, message in ((other, "rounds differ"), (again, "seed 0 is in both")):
         out = tmp_path / f"merged-{run.name}"
         done = CliRunner().invoke(cli, ["report", str(a), str(run), "--out", str(out)])
         assert done.exit_code == 2 and message in done.output

@@ -33,12 +33,14 @@ def test_smoke_preset_writes_every_output_with_well_formed_curves(tmp_path: Path
         "map50_vs_boxes_obtained.png",
         "map50_vs_queries_answered.png",
         "map50_vs_seconds.png",
+        "map50_vs_round.png",
+        "levels.csv",
     ):
         assert (out / name).stat().st_size > 0, name
     rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     with (out / "rounds.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == len(rows)
-    assert {r["arm"] for r in rows} == {"initial", "box/random", "image/random"}
+    assert {r["arm"] for r in rows} == {"initial", "box/random", "image/random", "control", "full"}
     for arm in ("box/random", "image/random"):
         curve = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["round"])
         assert [r["round"] for r in curve] == [1, 2, 3]  # the initial model's round, then two AL rounds
@@ -48,8 +50,16 @@ def test_smoke_preset_writes_every_output_with_well_formed_curves(tmp_path: Path
         assert [r["queries_answered"] for r in curve] == ([0, 8, 16] if arm == "box/random" else [0, 2, 4])
         assert all(0 <= r["map50"] <= 1 and 0 <= r["map"] <= r["map50"] for r in curve)
     initial = next(r for r in rows if r["arm"] == "initial")
-    assert all(r["boxes_obtained"] == initial["boxes_obtained"] for r in rows if r["round"] == 1)
+    first = [r for r in rows if r["round"] == 1 and r["arm"] != "full"]  # the reference has every box
+    assert all(r["boxes_obtained"] == initial["boxes_obtained"] for r in first)
     image = [r for r in rows if r["arm"] == "image/random"]
     assert max(r["boxes_obtained"] for r in image) > initial["boxes_obtained"]  # image queries obtain boxes
+    for arm in ("control", "full"):  # trained as the arms are, without new labels: 3 rounds each
+        assert [r["round"] for r in rows if r["arm"] == arm] == [1, 2, 3]
+    control = [r for r in rows if r["arm"] == "control"]
+    assert all(r["boxes_obtained"] == initial["boxes_obtained"] for r in control)  # it gets no labels
     summary = (out / "summary.md").read_text()
-    assert "| level | mAP@0.5 | box/random | image/random | box saving vs image |" in summary
+    assert "the fully supervised model's mAP@0.5" in summary
+    assert "| level | box/random | image/random | best box vs best image: saving per seed |" in summary
+    spec = json.loads((out / "experiment.json").read_text())
+    assert spec["runs"][0]["cpu_s"] > 0 and spec["environment"]["packages"]["torch"]

@@ -37,6 +37,20 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return -(q * np.log(np.clip(q, 1e-12, None))).sum(axis=1)
 
 
+def least_confidence_with_background(probs: np.ndarray) -> np.ndarray:
+    """1 - max over the classes and background: a box the model firmly calls background scores low."""
+    return 1.0 - distribution(probs).max(axis=1)
+
+
+def object_class_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """P(object) x (1 - max class probability given an object): how likely the box holds an object whose
+    class the model is unsure of. Background-looking boxes score near 0, whatever their class spread."""
+    q = distribution(probs)
+    p_object = 1.0 - q[:, -1]
+    given_object = q[:, :-1] / np.maximum(p_object, 1e-12)[:, None]
+    return p_object * (1.0 - given_object.max(axis=1, initial=0.0))
+
+
 def margin(probs: np.ndarray) -> np.ndarray:
     """1 - (top-1 - top-2) of the distribution: small margins are informative."""
     q = np.sort(distribution(probs), axis=1)
@@ -62,6 +76,24 @@ class LeastConfidence(Strategy):
 
     def score_boxes(self, boxes: BoxBatch) -> np.ndarray:
         return least_confidence(needs_probs(self, boxes))
+
+
+@register
+class LeastConfidenceWithBackground(Strategy):
+    name = "least_confidence_bg"
+    description = "1 - max probability over the classes and background: skips boxes firmly called background"
+
+    def score_boxes(self, boxes: BoxBatch) -> np.ndarray:
+        return least_confidence_with_background(needs_probs(self, boxes))
+
+
+@register
+class ObjectClassUncertainty(Strategy):
+    name = "object_uncertainty"
+    description = "P(object) x (1 - max class probability given an object): objects of an uncertain class"
+
+    def score_boxes(self, boxes: BoxBatch) -> np.ndarray:
+        return object_class_uncertainty(needs_probs(self, boxes))
 
 
 @register

@@ -16,6 +16,7 @@ class TrainConfig:
     batch_size: int
     lr_steps: tuple[int, ...]
     warmup_iters: int
+    iterations: int | None = None  # optimizer steps in all; None: epochs x batches per epoch
     momentum: float = 0.9
     weight_decay: float = 1e-4
     seed: int = 0
@@ -29,7 +30,7 @@ class TrainConfig:
 class EngineConfig:
     preset: Preset
     num_classes: int
-    pretrained: bool
+    weights: str  # where the detector starts: none, imagenet, coco or a file (worker/engine/weights.py)
     min_size: int
     max_size: int
     t_d: float
@@ -41,7 +42,7 @@ class EngineConfig:
         return cls(
             preset=preset,
             num_classes=num_classes,
-            pretrained=preset.pretrained if settings.pretrained is None else settings.pretrained,
+            weights=settings.weights or ("imagenet" if _pretrained(settings, preset) else "none"),
             min_size=settings.min_size or preset.min_size,
             max_size=settings.max_size or preset.max_size,
             t_d=settings.t_d,
@@ -53,6 +54,7 @@ class EngineConfig:
                 if settings.epochs is None
                 else tuple(max(1, round(s * settings.epochs / preset.epochs)) for s in preset.lr_steps),
                 warmup_iters=preset.warmup_iters,
+                iterations=settings.iterations,
                 seed=settings.seed,
             ),
         )
@@ -61,3 +63,7 @@ class EngineConfig:
         out = asdict(self)
         out["preset"] = self.preset.name
         return out
+
+
+def _pretrained(settings: ProjectSettings, preset: Preset) -> bool:
+    return preset.pretrained if settings.pretrained is None else settings.pretrained

@@ -83,7 +83,11 @@ def coco_items(
     index = {name: i for i, name in enumerate(names)}
     by_image: dict[int | str, TrainingImage] = {
         image.id: TrainingImage(
-            str(Path(image_dir) / image.file_name), image_id=image.id, width=image.width, height=image.height
+            str(Path(image_dir) / image.file_name),
+            image_id=image.id,
+            width=image.width,
+            height=image.height,
+            complete=True,
         )
         for image in data.images
     }
@@ -110,7 +114,11 @@ def voc_items(root: str | Path, classes: list[str], image_set: str | None = None
         if path is None:
             continue
         item = TrainingImage(
-            str(path), image_id=annotation.stem, width=annotation.width, height=annotation.height
+            str(path),
+            image_id=annotation.stem,
+            width=annotation.width,
+            height=annotation.height,
+            complete=True,
         )
         for obj in annotation.objects:
             if obj.defect or obj.name not in index:

@@ -240,19 +240,20 @@ def build_detector(
     preset: Preset,
     num_classes: int,
     *,
-    pretrained: bool,
+    weights: str = "none",
     min_size: int | None = None,
     max_size: int | None = None,
     dampened: bool = True,
     reading: Reading = "anchor_weights",
 ) -> Detector:
-    """A detector of ``preset`` for ``num_classes`` classes; ``dampened=False`` gives torchvision's stock
-    heads (the tests compare the two); ``reading`` is how its loss weighs noisy boxes (losses.py)."""
+    """A detector of ``preset`` for ``num_classes`` classes, starting from ``weights`` (none, imagenet,
+    coco or a file: worker/engine/weights.py); ``dampened=False`` gives torchvision's stock heads (the
+    tests compare the two); ``reading`` is how its loss weighs noisy boxes (losses.py)."""
     if preset.arch == "faster_rcnn":
         model = faster_rcnn.build_faster_rcnn(
             preset,
             num_classes,
-            pretrained=pretrained,
+            weights=weights,
             min_size=min_size,
             max_size=max_size,
             dampened=dampened,
@@ -262,7 +263,7 @@ def build_detector(
     retina = retinanet.build_retinanet(
         preset,
         num_classes,
-        pretrained=pretrained,
+        weights=weights,
         min_size=min_size,
         max_size=max_size,
         dampened=dampened,

@@ -23,7 +23,7 @@ def coco_map(
     items: list[TrainingImage],
     detections: list[tuple[list[list[float]], list[int], list[float]]],
     num_classes: int,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """COCO mAP@[.5:.95] and mAP@0.5 of per-image (boxes xyxy, labels 0..C-1, scores) against the
     records' boxes (ground truth)."""
     images: list[dict[str, Any]] = []
@@ -67,14 +67,28 @@ def coco_map(
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         if not results:
-            return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+            return {"map": 0.0, "map50": 0.0, "map75": 0.0, "map50_per_class": [0.0] * num_classes}
         dt = gt.loadRes(results)
         evaluator = COCOeval(gt, dt, iouType="bbox")
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     stats = [max(0.0, float(v)) for v in evaluator.stats]
-    return {"map": stats[0], "map50": stats[1], "map75": stats[2]}
+    out: dict[str, Any] = {"map": stats[0], "map50": stats[1], "map75": stats[2]}
+    out["map50_per_class"] = _ap50_per_class(evaluator, num_classes)
+    return out
+
+
+def _ap50_per_class(evaluator: COCOeval, num_classes: int) -> list[float | None]:
+    """AP@0.5 of each class (index 0..C-1) from pycocotools' precision array [T, R, K, A, M] at IoU 0.5,
+    all areas, the most detections; None for a class with no ground truth in the test set."""
+    precision = evaluator.eval["precision"][0, :, :, 0, -1]  # (R, K)
+    out: list[float | None] = []
+    for k in range(num_classes):
+        values = precision[:, k]
+        values = values[values > -1]
+        out.append(float(values.mean()) if values.size else None)
+    return out
 
 
 def evaluate(
@@ -84,7 +98,7 @@ def evaluate(
     batch_size: int = 4,
     device: str = "auto",
     progress: Callable[[int], None] | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     detections = predict(
         detector,
         [item.path for item in items],

@@ -34,6 +34,7 @@ from worker.engine.losses import (
 )
 from worker.engine.presets import Preset
 from worker.engine.regions import BACKGROUND, IGNORED, match
+from worker.engine.weights import load_checked, resolve
 
 IMAGE_MEAN = [0.485, 0.456, 0.406]
 IMAGE_STD = [0.229, 0.224, 0.225]
@@ -151,16 +152,19 @@ def build_faster_rcnn(
     preset: Preset,
     num_classes: int,
     *,
-    pretrained: bool,
+    weights: str = "none",
     min_size: int | None = None,
     max_size: int | None = None,
     dampened: bool = True,
     reading: Reading = "anchor_weights",
 ) -> GeneralizedRCNN:
-    """``num_classes`` foreground classes (labels 1..C; 0 is background). ``dampened=False`` builds the
-    stock torchvision heads with identical structure (the tests compare the two)."""
-    backbone = build_backbone(preset, pretrained=pretrained)
-    levels = len(preset.returned_layers) + 1
+    """``num_classes`` foreground classes (labels 1..C; 0 is background), starting from ``weights``
+    (worker/engine/weights.py). ``dampened=False`` builds the stock torchvision heads with identical
+    structure (the tests compare the two)."""
+    start = resolve(preset, weights)
+    backbone = build_backbone(preset, frozen_bn=start.frozen_bn, body_state=start.body)
+    taps = len(backbone.body.return_layers)
+    levels = taps + 1
     if len(preset.anchor_sizes) != levels:
         raise ValueError(f"preset {preset.name}: {levels} feature maps need {levels} anchor sizes")
     anchors = AnchorGenerator(tuple((s,) for s in preset.anchor_sizes), ((0.5, 1.0, 2.0),) * levels)
@@ -176,7 +180,7 @@ def build_faster_rcnn(
         post_nms_top_n=dict(preset.rpn_post_nms_top_n),
         nms_thresh=0.7,
     )
-    feature_names = [str(i) for i in range(len(preset.returned_layers))]
+    feature_names = [str(i) for i in range(taps)]
     roi_pool = MultiScaleRoIAlign(featmap_names=feature_names, output_size=7, sampling_ratio=2)
     head = TwoMLPHead(backbone.out_channels * 7 * 7, preset.representation_size)
     heads_class = partial(DampenedRoIHeads, reading=reading) if dampened else RoIHeads
@@ -196,4 +200,18 @@ def build_faster_rcnn(
     transform = GeneralizedRCNNTransform(
         min_size or preset.min_size, max_size or preset.max_size, IMAGE_MEAN, IMAGE_STD
     )
-    return GeneralizedRCNN(backbone, rpn, roi_heads, transform)
+    model = GeneralizedRCNN(backbone, rpn, roi_heads, transform)
+    if start.detector is not None:
+        load_checked(
+            model, start.detector, what=f"{weights} weights", remake=CLASS_HEADS if start.remake_heads else ()
+        )
+    return model
+
+
+# the layers whose shape depends on the number of classes: made anew for a COCO detector's weights
+CLASS_HEADS = (
+    "roi_heads.box_predictor.cls_score.weight",
+    "roi_heads.box_predictor.cls_score.bias",
+    "roi_heads.box_predictor.bbox_pred.weight",
+    "roi_heads.box_predictor.bbox_pred.bias",
+)

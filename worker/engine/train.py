@@ -1,7 +1,10 @@
 """The training loop: SGD with warmup and step decay, seeded, AMP on CUDA, checkpoints every epoch.
 
-A checkpoint holds model, optimizer, scheduler, config and epoch; training resumes from the last one
-it finds in its directory (a worker killed mid-round loses at most one epoch).
+Training lasts ``epochs`` passes over the data, or exactly ``iterations`` optimizer steps when that is set
+(the same for every project of an experiment, however many images each trains on); the learning-rate
+steps, given in epochs of the preset's schedule, scale to the steps run. A checkpoint holds model,
+optimizer, scheduler, config and epoch; training resumes from the last one it finds in its directory (a
+worker killed mid-round loses at most one epoch).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class TrainResult:
     epochs_run: int
     resumed_from_epoch: int
     final_losses: dict[str, float]
+    steps: int = 0  # optimizer steps the model has had in all, resumed ones included
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -59,13 +63,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(iteration: int, per_epoch: int, config: TrainConfig) -> float:
-    """Linear warmup from 0.001x over warmup_iters, then x0.1 after each epoch in lr_steps."""
-    epoch = iteration // max(1, per_epoch)
-    decay = 0.1 ** sum(1 for step in config.lr_steps if epoch >= step)
-    warmup = min(config.warmup_iters, per_epoch * config.epochs // 3)
-    if iteration < warmup:
-        return decay * (0.001 + (1 - 0.001) * iteration / warmup)
+@dataclass(frozen=True)
+class Schedule:
+    """A run's length in optimizer steps, and when its learning rate changes."""
+
+    per_epoch: int  # batches per pass over the data
+    total: int  # optimizer steps in all
+    decay_at: tuple[int, ...]  # steps after which the learning rate is multiplied by 0.1
+    warmup: int  # steps of linear warmup from 0.001x
+
+    @classmethod
+    def of(cls, config: TrainConfig, per_epoch: int) -> Schedule:
+        per_epoch = max(1, per_epoch)
+        if config.iterations:
+            total = config.iterations
+            decay_at = tuple(round(total * step / config.epochs) for step in config.lr_steps)
+        else:
+            total = config.epochs * per_epoch
+            decay_at = tuple(step * per_epoch for step in config.lr_steps)
+        return cls(per_epoch, total, decay_at, min(config.warmup_iters, total // 3))
+
+    @property
+    def epochs(self) -> int:
+        """Passes over the data, the last one possibly partial."""
+        return math.ceil(self.total / self.per_epoch)
+
+
+def lr_factor(step: int, schedule: Schedule) -> float:
+    """Linear warmup from 0.001x over the warmup steps, then x0.1 after each decay step."""
+    decay = 0.1 ** sum(1 for at in schedule.decay_at if step >= at)
+    if step < schedule.warmup:
+        return decay * (0.001 + (1 - 0.001) * step / schedule.warmup)
     return decay
 
 
@@ -98,21 +126,30 @@ def train(
     model = detector.model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     loader = _loader(records, config, generator)
-    run = _Run(detector, config, device, per_epoch=len(loader))
+    schedule = Schedule.of(config, len(loader))
+    run = _Run(detector, config, device, schedule)
     start_epoch = run.resume(checkpoint_dir / LAST if checkpoint_dir else None, warm_start, generator)
     losses: dict[str, float] = {}
-    for epoch in range(start_epoch, config.epochs):
+    step = start_epoch * schedule.per_epoch
+    for epoch in range(start_epoch, schedule.epochs):
         model.train()
+        this_epoch = min(schedule.per_epoch, schedule.total - step)
         for iteration, (images, targets) in enumerate(loader, start=1):
             losses = run.step(images, targets, epoch, iteration)
+            step += 1
             if progress is not None:
-                progress(Progress(epoch + 1, config.epochs, iteration, run.per_epoch, losses, run.lr))
+                progress(Progress(epoch + 1, schedule.epochs, iteration, this_epoch, losses, run.lr))
+            if iteration == this_epoch:
+                break
         if checkpoint_dir is not None:
             run.checkpoint(checkpoint_dir / LAST, epoch + 1, extra)
         generator.manual_seed(config.seed + epoch + 1)
     model.eval()
     return TrainResult(
-        epochs_run=config.epochs - start_epoch, resumed_from_epoch=start_epoch, final_losses=losses
+        epochs_run=schedule.epochs - start_epoch,
+        resumed_from_epoch=start_epoch,
+        final_losses=losses,
+        steps=step,
     )
 
 
@@ -132,14 +169,14 @@ def _loader(records: list[TrainingImage], config: TrainConfig, generator: torch.
 class _Run:
     """The optimiser, schedule and mixed-precision scaler of one training run, and one SGD step."""
 
-    def __init__(self, detector: Detector, config: TrainConfig, device: torch.device, per_epoch: int):
-        self.detector, self.config, self.device, self.per_epoch = detector, config, device, per_epoch
+    def __init__(self, detector: Detector, config: TrainConfig, device: torch.device, schedule: Schedule):
+        self.detector, self.config, self.device = detector, config, device
         self.params = [p for p in detector.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(
             self.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda it: lr_factor(it, per_epoch, config)
+            self.optimizer, lambda step: lr_factor(step, schedule)
         )
         self.amp = config.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)

@@ -25,6 +25,7 @@ def evaluate_round(ctx: WorkerContext, job_id: str) -> dict[str, Any]:
                 image_id=image.id,
                 width=image.width,
                 height=image.height,
+                complete=True,
             )
             for image, boxes in results.evaluation_set(session, ref.project_id)
         ]

@@ -88,15 +88,35 @@ def score_shard(ctx: WorkerContext, job_id: str, index: int, total: int) -> bool
     _rescore_fixed(ctx, ref, rescored, outputs, centres=centres)
     box_scores: dict[int, float] = {}
     image_scores: dict[int, float] = {}
+    batch = outputs.batch(len(ref.classes))
     if strategy.whole_pool:
         _save_features(ctx, ref, index, work, outputs)
     else:
-        batch = outputs.batch(len(ref.classes))
         box_scores = dict(zip(outputs.box_ids, strategy.score_boxes(batch).tolist(), strict=True))
         if ref.settings.unit == "image":
             pool = np.asarray([p.image.id for p in work if not p.image.fully_labeled], dtype=np.int64)
             image_scores = dict(zip(pool.tolist(), strategy.score_images(pool, batch).tolist(), strict=True))
+    if ref.settings.unit == "box":
+        image_scores = _fallback_scores(ref, shard, batch)
     return _finish_shard(ctx, ref, index, total, len(shard), box_scores, image_scores)
+
+
+def _fallback_scores(ref: RoundRef, shard: list[PoolImage], batch: acquisition.BoxBatch) -> dict[int, float]:
+    """The order in which a box round's image queries are served once its box queries run out."""
+    settings = ref.settings
+    pool = np.asarray([p.image.id for p in shard if not p.image.fully_labeled], dtype=np.int64)
+    params = acquisition.Params(seed=settings.seed, salt=ref.number, reduction=settings.reduction)
+    tie = acquisition.hashed_uniform(pool, settings.seed, ref.number)
+    if settings.fallback == "random":
+        return dict(zip(pool.tolist(), tie.tolist(), strict=True))
+    on_pool = np.isin(batch.image_ids, pool)
+    rows = acquisition.BoxBatch(
+        batch.box_ids[on_pool],
+        batch.image_ids[on_pool],
+        None if batch.probs is None else batch.probs[on_pool],
+    )
+    uncertainty = acquisition.build("least_confidence", params).score_images(pool, rows)
+    return dict(zip(pool.tolist(), (uncertainty + 1e-6 * tie).tolist(), strict=True))
 
 
 def _predicts(ref: RoundRef, image: PoolImage) -> bool:

@@ -9,10 +9,12 @@ import torch
 
 from app.jobs import service as jobs
 from app.rounds import results
-from app.rounds.training_set import TrainingImage, training_set
+from app.rounds.training_set import TrainingImage, training_set, with_noisy_mode
 from worker.context import WorkerContext
 from worker.engine.config import EngineConfig
 from worker.engine.detector import build_detector
+from worker.engine.inference import predict
+from worker.engine.refresh import refresh
 from worker.engine.train import Progress, seed_everything, train
 from worker.stages.job import RoundRef, Skip, claim, load, progress
 
@@ -34,21 +36,31 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
             ref.project_id,
             ref.snapshot_event_id,
             lambda_d=settings.lambda_d,
-            noisy=settings.noisy,
             images=settings.training_images,
         )
+    noisy_from = "first predictions"
+    if settings.noisy_targets == "refreshed":
+        records, noisy_from = _refreshed(ctx, ref, records)
+    records = [with_noisy_mode(r, settings.noisy, settings.lambda_d) for r in records]
     config = EngineConfig.from_settings(settings, len(ref.classes))
     seed_everything(config.train.seed)  # the initial weights too: a round's model depends only on its data
     detector = build_detector(
         config.preset,
         config.num_classes,
-        pretrained=config.pretrained,
+        weights=config.weights,
         min_size=config.min_size,
         max_size=config.max_size,
         reading=settings.loss_reading,
     )
     model_version = ref.new_model_version
-    progress(ctx, job_id, stage="training", model_version=model_version, **_describe(records, config))
+    progress(
+        ctx,
+        job_id,
+        stage="training",
+        model_version=model_version,
+        noisy_from=noisy_from,
+        **_describe(records, config),
+    )
     result = train(
         detector,
         records,
@@ -75,6 +87,27 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
     )
     _finish(ctx, ref, model_version, resumed_from_epoch=result.resumed_from_epoch)
     return model_version
+
+
+def _refreshed(
+    ctx: WorkerContext, ref: RoundRef, records: list[TrainingImage]
+) -> tuple[list[TrainingImage], str]:
+    """Records whose noisy boxes the current model predicted afresh (engine/refresh.py), and that model;
+    records of fully labeled images stay as they are."""
+    with ctx.db.transaction(write=False) as session:
+        current = results.previous_model(session, ref.project_id, ref.number)
+    partial = [r for r in records if not r.complete]
+    if current is None or not partial:
+        return records, "first predictions"
+    settings = ref.settings
+    found = predict(ctx.detector(current), [r.path for r in partial], settings.t_d)
+    fresh = {
+        id(r): refresh(
+            r, f, t_d=settings.t_d, confidence=settings.refresh_confidence, lambda_d=settings.lambda_d
+        )
+        for r, f in zip(partial, found, strict=True)
+    }
+    return [fresh.get(id(r), r) for r in records], current
 
 
 def _describe(records: list[TrainingImage], config: EngineConfig) -> dict[str, Any]:

@@ -100,8 +100,12 @@ async function refreshProgress() {
   const project = await api("GET", `/v1/projects/${state.project.id}`);
   if (project.ok) {
     state.project = project.data;
-    const needed = Math.max(0, project.data.settings.round_size - project.data.answers_this_round);
-    $("progress").textContent = `round ${project.data.round} · ${needed} answers still needed this round`;
+    const boxes = project.data.settings.round_budget === "boxes";
+    const used = boxes ? project.data.boxes_this_round : project.data.answers_this_round;
+    const needed = Math.max(0, project.data.settings.round_size - used);
+    $("progress").textContent = `round ${project.data.round} · ${needed} ${boxes ? "boxes" : "answers"} still needed this round`;
+    $("notice").textContent = project.data.notice || "";
+    $("notice").hidden = !project.data.notice;
   }
   const curve = await api("GET", `/v1/projects/${state.project.id}/curve?limit=1000`);
   if (curve.ok) drawChart(curve.data.points);

@@ -35,6 +35,28 @@ def test_least_confidence_picks_the_flattest_distribution() -> None:
     ]
 
 
+def test_object_aware_scores_do_not_chase_what_the_model_calls_background() -> None:
+    from worker.acquisition.strategies import least_confidence_with_background, object_class_uncertainty
+
+    probs = np.array(
+        [
+            [0.03, 0.02],  # firmly background (0.95)
+            [0.48, 0.47],  # surely an object, class a coin toss
+            [0.94, 0.01],  # a confident object of class 0
+            [0.30, 0.25],  # object or background, unsure
+        ]
+    )
+    plain = least_confidence(probs)
+    with_bg = least_confidence_with_background(probs)
+    objects = object_class_uncertainty(probs)
+    assert np.argmax(plain) == 0  # the paper's score chases the background box first
+    assert np.argmin(with_bg) in (0, 2) and with_bg[3] == with_bg.max()
+    assert np.argmax(objects) == 1 and objects[0] < 0.05 and objects[2] < 0.05
+    assert np.allclose(objects[1], 0.95 * (1 - 0.48 / 0.95))
+    ranked = rank(np.arange(4), score("object_uncertainty", ids=np.arange(4), probs=probs))
+    assert ranked.tolist()[0] == 1
+
+
 def test_entropy_and_margin() -> None:
     assert np.argmax(entropy(PROBS)) == 1
     assert np.argmin(entropy(PROBS)) == 0
@@ -87,7 +109,15 @@ def test_coreset_seeds_with_labeled_centres() -> None:
 
 
 def test_every_registered_strategy_is_documented_and_unknown_names_fail() -> None:
-    assert set(REGISTRY) == {"random", "least_confidence", "entropy", "margin", "coreset"}
+    assert set(REGISTRY) == {
+        "random",
+        "least_confidence",
+        "least_confidence_bg",
+        "object_uncertainty",
+        "entropy",
+        "margin",
+        "coreset",
+    }
     with pytest.raises(ValueError, match="unknown strategy"):
         score("bald", ids=np.arange(3))
     with pytest.raises(ValueError, match="needs class probabilities"):

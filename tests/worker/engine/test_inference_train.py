@@ -15,9 +15,7 @@ from worker.engine.train import LAST, TrainingDiverged, load_checkpoint, train
 
 def _detector(arch: str):
     torch.manual_seed(0)
-    return build_detector(
-        get_preset(f"{arch}_r18_fpn_lite"), 10, pretrained=False, min_size=128, max_size=128
-    )
+    return build_detector(get_preset(f"{arch}_r18_fpn_lite"), 10, weights="none", min_size=128, max_size=128)
 
 
 @pytest.mark.parametrize("arch", ["faster_rcnn", "retinanet"])
@@ -126,8 +124,28 @@ def test_training_is_reproducible_from_the_seed(digit_scenes) -> None:
         torch.manual_seed(noise)  # whatever the process did before
         seed_everything(config.seed)
         detector = build_detector(
-            get_preset("faster_rcnn_r18_fpn_lite"), 10, pretrained=False, min_size=96, max_size=96
+            get_preset("faster_rcnn_r18_fpn_lite"), 10, weights="none", min_size=96, max_size=96
         )
         train(detector, items[:4], config)
         weights.append(detector.model.state_dict()["roi_heads.box_predictor.cls_score.weight"].clone())
     assert torch.equal(weights[0], weights[1])
+
+
+def test_iterations_fix_the_optimizer_steps_whatever_the_data_size(digit_scenes, tmp_path: Path) -> None:
+    """Equal compute per arm: the same number of steps on 4 or on 8 images; the decay scales with it."""
+    from worker.engine.train import Schedule, lr_factor
+
+    _, items = coco_items(digit_scenes.train_json, digit_scenes.images)
+    config = TrainConfig(epochs=12, lr=0.01, batch_size=2, lr_steps=(9,), warmup_iters=2, iterations=5)
+    for count in (4, 8):
+        seen = []
+        result = train(_detector("faster_rcnn"), items[:count], config, progress=seen.append)
+        assert result.steps == 5 and len(seen) == 5
+        assert max(p.epoch for p in seen) == (3 if count == 4 else 2)  # the last pass is partial
+    schedule = Schedule.of(config, per_epoch=2)
+    assert schedule.total == 5 and schedule.decay_at == (4,) and schedule.warmup == 1
+    assert lr_factor(3, schedule) == 1.0 and lr_factor(4, schedule) == pytest.approx(0.1)
+    assert (
+        Schedule.of(TrainConfig(epochs=3, lr=0.01, batch_size=2, lr_steps=(2,), warmup_iters=0), 4).total
+        == 12
+    )

@@ -26,7 +26,7 @@ def test_lite_faster_rcnn_learns_digit_scenes(digit_scenes) -> None:
     _, items = coco_items(digit_scenes.train_json, digit_scenes.images)
     torch.manual_seed(0)
     detector = build_detector(
-        get_preset("faster_rcnn_r18_fpn_lite"), 10, pretrained=False, min_size=128, max_size=128
+        get_preset("faster_rcnn_r18_fpn_lite"), 10, weights="none", min_size=128, max_size=128
     )
     untrained = evaluate(detector, items)["map50"]
     train(

@@ -20,8 +20,8 @@ def _pair(arch: str) -> tuple[Detector, Detector]:
     """A dampened detector and a stock torchvision one with identical weights."""
     preset = get_preset(f"{arch}_r18_fpn_lite")
     torch.manual_seed(0)
-    dampened = build_detector(preset, 3, pretrained=False, min_size=128, max_size=128)
-    stock = build_detector(preset, 3, pretrained=False, min_size=128, max_size=128, dampened=False)
+    dampened = build_detector(preset, 3, weights="none", min_size=128, max_size=128)
+    stock = build_detector(preset, 3, weights="none", min_size=128, max_size=128, dampened=False)
     stock.model.load_state_dict(dampened.model.state_dict())
     return dampened, stock
 
@@ -243,8 +243,8 @@ def test_the_literal_reading_is_the_mean_over_labeled_plus_lambda_times_the_mean
 def test_the_literal_reading_without_noisy_boxes_is_the_stock_loss(arch: str) -> None:
     preset = get_preset(f"{arch}_r18_fpn_lite")
     torch.manual_seed(0)
-    literal = build_detector(preset, 3, pretrained=False, min_size=128, max_size=128, reading="group_means")
-    stock = build_detector(preset, 3, pretrained=False, min_size=128, max_size=128, dampened=False)
+    literal = build_detector(preset, 3, weights="none", min_size=128, max_size=128, reading="group_means")
+    stock = build_detector(preset, 3, weights="none", min_size=128, max_size=128, dampened=False)
     stock.model.load_state_dict(literal.model.state_dict())
     images, items = _batch()
     clean = [record(i.path, [b.bbox for b in i.boxes], [b.label for b in i.boxes]) for i in items]

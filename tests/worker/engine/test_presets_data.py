@@ -11,15 +11,15 @@ from app.rounds.training_set import TargetBox, TrainingImage
 from formats.coco import load_coco
 from oracle import digits
 from tests.conftest import BCCD
-from worker.engine.backbone import PretrainedWeightsUnavailable
 from worker.engine.data import DetectionDataset, coco_items, target_tensors, voc_items
 from worker.engine.detector import build_detector
 from worker.engine.presets import PRESETS, get_preset
+from worker.engine.weights import WeightsUnavailable
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_builds_from_scratch_and_trains_a_step(name: str) -> None:
-    detector = build_detector(get_preset(name), 2, pretrained=False, min_size=96, max_size=96)
+    detector = build_detector(get_preset(name), 2, weights="none", min_size=96, max_size=96)
     detector.model.train()
     target = target_tensors(TrainingImage("x", [TargetBox([10.0, 10, 50, 60], 1)]))
     losses = detector.losses([torch.rand(3, 96, 96)], [target])
@@ -34,8 +34,8 @@ def test_paper_presets_offline_fail_naming_the_from_scratch_setting(monkeypatch,
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     for name in ("faster_rcnn_r50_fpn", "retinanet_r50_fpn"):
-        with pytest.raises(PretrainedWeightsUnavailable, match="pretrained=false"):
-            build_detector(get_preset(name), 3, pretrained=True)
+        with pytest.raises(WeightsUnavailable, match="pretrained=false"):
+            build_detector(get_preset(name), 3, weights="imagenet")
 
 
 def test_unknown_preset_names_the_choices() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from app.jobs import service as jobs
 from app.models import Box, Image, Round, Shard
 from app.projects.service import get_project
 from app.rounds import service as rounds
@@ -162,3 +163,45 @@ def test_settings_reject_box_coreset_on_retinanet(client) -> None:
         },
     )
     assert response.status_code == 422 and "RetinaNet" in response.json()["detail"]
+
+
+def test_refreshed_noisy_targets_come_from_the_current_model(client, ctx, scenes) -> None:
+    """Round 2 trains with noisy targets predicted by round 1's model, the literal loss reading, and the
+    old training-image rule: each setting's code path runs a whole round."""
+    pid = _project(
+        client,
+        scenes,
+        round_size=1000,
+        noisy_targets="refreshed",
+        refresh_confidence=0.2,
+        loss_reading="group_means",
+        training_images="labeled",
+    )
+    _run_round(ctx, _start(ctx, pid))
+    _answer_top(client, pid, 4)
+    job = _start(ctx, pid)
+    _run_round(ctx, job)
+    with ctx.db.transaction(write=False) as session:
+        rounds_ = {r.number: r for r in session.scalars(select(Round).where(Round.project_id == pid))}
+        progress = jobs.get_job(session, job).progress
+    assert rounds_[2].state == "open" and rounds_[2].metrics is not None
+    assert progress["noisy_from"] == rounds_[1].model_version
+    assert {"noisy_boxes", "ignore_regions", "negatives"} <= set(progress)
+
+
+def test_a_weights_file_that_does_not_fit_fails_training_naming_the_tensor(
+    client, ctx, scenes, tmp_path
+) -> None:
+    import torch
+
+    from worker.engine.detector import build_detector
+    from worker.engine.presets import get_preset
+    from worker.engine.weights import WeightsMismatch
+
+    other = build_detector(get_preset("retinanet_r18_fpn_lite"), len(CLASSES), weights="none")
+    path = tmp_path / "retinanet.pt"
+    torch.save(other.model.state_dict(), path)
+    pid = _project(client, scenes, round_size=1000, weights=f"file://{path}")
+    job = _start(ctx, pid)
+    with pytest.raises(WeightsMismatch, match=r"tensor '[\w.]+'"):
+        train.train_round(ctx, job)
