@@ -91,6 +91,7 @@ def serve(
 ) -> None:
     """Run the API and a worker beside it (embedded default: SQLite, artifacts and a serverless task
     queue under ./boxal-data)."""
+    from app.lifeline import watch_parent
     from app.serving import EmbeddedWorker
     from app.serving import serve as run_server
 
@@ -98,6 +99,7 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    watch_parent(settings)  # started by `boxal simulate`: gone with it
     if migrate:
         _upgrade(settings)
     typer.echo(f"admin token: {_ensure_admin(settings)}")

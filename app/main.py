@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +27,7 @@ from app.images.router import router as images_router
 from app.imports.router import router as imports_router
 from app.jobs.router import router as jobs_router
 from app.labels.router import router as labels_router
+from app.lifeline import watch_parent
 from app.middleware import BodyLimit, CancelOnDisconnect, RequestMetrics
 from app.projects.router import router as projects_router
 from app.queries.router import router as queries_router
@@ -95,6 +98,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.api_workers > 1 and settings.parent_pid == os.getppid():
+            watch_parent(settings, lambda: os.kill(os.getpid(), signal.SIGKILL))  # gone with `boxal serve`
         with db.no_blocking_calls_on_this_thread():  # this is the event loop's thread
             yield
         if database is None:

@@ -22,6 +22,7 @@ from types import FrameType
 
 import uvicorn
 
+from app.lifeline import PARENT_ENV, child_env
 from app.settings import Settings
 
 log = logging.getLogger("boxal.serve")
@@ -32,7 +33,8 @@ class EmbeddedWorker:
     """The Celery worker process `boxal serve` starts, in a process group of its own."""
 
     def __init__(self, command: list[str]) -> None:
-        self.process = subprocess.Popen(command, start_new_session=True)
+        # its own group, so that stopping it reaches its pool; it stops itself if this process is killed
+        self.process = subprocess.Popen(command, start_new_session=True, env={**os.environ, **child_env()})
         self._asked = False
 
     @property
@@ -89,6 +91,7 @@ def serve(settings: Settings, host: str, port: int, worker: EmbeddedWorker | Non
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         if settings.api_workers > 1:  # each process builds the app from the same environment
+            os.environ[PARENT_ENV] = str(os.getpid())  # each watches this one (app/main.py)
             uvicorn.run(
                 "app.main:create_app",
                 factory=True,

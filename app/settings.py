@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         description="on SIGTERM, how long `boxal serve` lets requests in flight finish before it stops",
     )
     log_level: str = Field("info", description="debug, info, warning or error")
+    parent_pid: int | None = Field(
+        None,
+        description="set by boxal for the processes it starts: the process stops when its parent is gone",
+    )
 
     @field_validator("image_roots", mode="before")
     @classmethod

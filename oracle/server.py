@@ -37,6 +37,7 @@ def embedded_server(
         "BOXAL_DATA_DIR": str(data_dir),
         "BOXAL_LOG_LEVEL": "warning",
         "BOXAL_ADMIN_TOKEN": token,
+        "BOXAL_PARENT_PID": str(os.getpid()),  # it and its worker go if this process is killed
         **({"BOXAL_IMAGE_ROOTS": str(image_root.resolve())} if image_root else {}),
         **(env or {}),
     }

@@ -34,6 +34,14 @@ def _configuration() -> dict[str, Any]:
 app.add_defaults(_configuration)
 
 
+@signals.worker_init.connect
+def _watch_parent(**_: object) -> None:
+    """Started by `boxal serve`: the worker and its pool go when serve goes, SIGKILL included."""
+    from app.lifeline import watch_parent
+
+    watch_parent(get_settings())
+
+
 @signals.worker_ready.connect
 def _start_reaper(**_: object) -> None:
     """At start, then every job_stale_s / 2 (at most 30 s), re-send jobs whose worker went silent."""
