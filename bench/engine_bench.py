@@ -127,7 +127,11 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, in seconds")
     args = parser.parse_args()
+    pool, dim, picks = (100_000, 1024, 1000) if not args.smoke else (2_000, 64, 50)
+    if args.smoke:
+        args.steps, args.size = 2, 64
     torch.set_num_threads(2)
     print("| measurement | boxal | baseline | ratio | goal |\n| --- | ---: | ---: | ---: | --- |")
     for name in ("faster_rcnn_r18_fpn_lite", "retinanet_r18_fpn_lite"):
@@ -145,9 +149,9 @@ def main() -> None:
             flush=True,
         )
     for clusters, kind in ((0, "Gaussian"), (200, "200 clusters")):
-        wall, peak, matrix = coreset(100_000, 1024, 1000, 1000, clusters)
+        wall, peak, matrix = coreset(pool, dim, picks, picks, clusters)
         print(
-            f"| coreset K=1,000 of 100,000 x 1,024-d ({kind}), 1,000 labeled centres | "
+            f"| coreset K={picks:,} of {pool:,} x {dim:,}-d ({kind}), {picks:,} labeled centres | "
             f"{wall:.1f} s, peak +{peak:.0f} MiB | "
             f"feature matrix {matrix:.0f} MiB | peak {peak / matrix:.2f}x matrix | 10 s, below 2x |",
             flush=True,

@@ -17,7 +17,6 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from app.projects.schemas import ProjectCreate, ProjectSettings  # noqa: E402
 from app.projects.service import create_project, get_project  # noqa: E402
 from app.queries.service import lease  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from oracle.server import embedded_server  # noqa: E402
 
 console = Console()
 PER_IMAGE = 20
@@ -176,38 +176,9 @@ def service_leases(db: Database, pid: int, n: int, settings: Settings) -> list[f
     return times
 
 
-def start_server(url: str, data_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "BOXAL_DATABASE_URL": url, "BOXAL_DATA_DIR": str(data_dir)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    for _ in range(200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-def annotator(base: str, pid: int, name: str, n: int, k: int) -> tuple[list[float], list[float]]:
+def annotator(base: str, token: str, pid: int, name: str, n: int, k: int) -> tuple[list[float], list[float]]:
     lease_times, label_times = [], []
-    with httpx.Client(base_url=base, timeout=60) as http:
+    with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
         for _ in range(n):
             start = time.perf_counter()
             response = http.post(f"/v1/projects/{pid}/queries", json={"k": k, "annotator": name})
@@ -222,10 +193,12 @@ def annotator(base: str, pid: int, name: str, n: int, k: int) -> tuple[list[floa
     return lease_times, label_times
 
 
-def http_run(base: str, pid: int, clients: int, n: int, k: int) -> tuple[list[float], list[float], float]:
+def http_run(
+    base: str, token: str, pid: int, clients: int, n: int, k: int
+) -> tuple[list[float], list[float], float]:
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(lambda i: annotator(base, pid, f"a{i}", n, k), range(clients)))
+        results = list(pool.map(lambda i: annotator(base, token, pid, f"a{i}", n, k), range(clients)))
     wall = time.perf_counter() - start
     return [t for r in results for t in r[0]], [t for r in results for t in r[1]], wall
 
@@ -237,6 +210,7 @@ def main() -> None:
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 1_000_000])
     parser.add_argument("--leases", type=int, default=400, help="timed leases per measurement")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, in seconds")
     parser.add_argument(
         "--pg-url",
         default=os.environ.get(
@@ -244,6 +218,8 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.leases = [10_000], 40
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -262,16 +238,14 @@ def main() -> None:
                     )
                     n = min(args.leases, size // 40)  # leaves the pool at least ~10% full at the end
                     svc = service_leases(db, pid, n, settings)
-                    port = random.randint(20000, 40000)
-                    server = start_server(url, workdir / "data", port)
-                    try:
-                        base = f"http://127.0.0.1:{port}"
-                        one_lease, _, _ = http_run(base, pid, 1, n, 10)
-                        many_lease, _, many_wall = http_run(base, pid, 16, max(10, n // 16), 10)
-                        _, batch50, _ = http_run(base, pid, 1, max(10, n // 10), 50)
-                    finally:
-                        server.terminate()
-                        server.wait(timeout=30)
+                    # boxal serve (API only) with an admin token it registers, as an operator runs it
+                    server = embedded_server(
+                        workdir / "data", worker=False, env={"BOXAL_DATABASE_URL": url, "BOXAL_MAX_K": "100"}
+                    )
+                    with server as (base, token):
+                        one_lease, _, _ = http_run(base, token, pid, 1, n, 10)
+                        many_lease, _, many_wall = http_run(base, token, pid, 16, max(10, n // 16), 10)
+                        _, batch50, _ = http_run(base, token, pid, 1, max(10, n // 10), 50)
                     row = {
                         "db": kind,
                         "boxes": size,

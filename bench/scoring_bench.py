@@ -84,7 +84,10 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", default=os.environ.get("BOXAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
     )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, in seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.scenes = 8, args.scenes.with_name(args.scenes.name + "-smoke")
     torch.set_num_threads(2)
     with console.status(f"generating {args.images} digit scenes"):
         scenes = generate(args.scenes, train_images=args.images, test_images=1, size=128, seed=3)
@@ -197,6 +200,8 @@ def main() -> None:
         f"through the tasks ({args.mode}): {task_s:.1f} s ({len(paths) / task_s:.1f} images/s), "
         f"{stored} boxes stored, {shards} shards"
     )
+    print("| mode | images | raw inference | through the tasks | throughput ratio | boxes/image |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print(
         f"| {args.mode} | {len(paths)} | {raw_s:.1f} s ({len(paths) / raw_s:.1f}/s) | "
         f"{task_s:.1f} s ({len(paths) / task_s:.1f}/s) | {raw_s / task_s:.1%} | {boxes / len(paths):.1f} |"

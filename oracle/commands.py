@@ -40,6 +40,9 @@ def simulate(
         int | None, typer.Option(help="active-learning rounds per arm; default: the preset's")
     ] = None,
     token: Annotated[str | None, typer.Option(envvar="BOXAL_TOKEN", help="bearer token for --url")] = None,
+    smoke: Annotated[
+        bool, typer.Option(help="the preset at toy size (a dozen images, one round): that it runs")
+    ] = False,
 ) -> None:
     """Reproduce the paper's box vs image query experiment with a simulated oracle, over the REST API."""
     from oracle.simulate import simulate as run
@@ -53,6 +56,7 @@ def simulate(
             data=Path(data) if data else None,
             token=token,
             rounds=rounds,
+            smoke=smoke,
         )
     except ValueError as exc:
         typer.echo(str(exc), err=True)

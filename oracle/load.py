@@ -24,6 +24,7 @@ class LoadResult:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     acknowledged: set[int] = field(default_factory=set)  # query ids whose answer got a 2xx
+    answered_by: set[str] = field(default_factory=set)  # annotators with at least one acknowledged answer
     released: set[int] = field(default_factory=set)
     double_leases: list[tuple[int, str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -52,8 +53,11 @@ def run(
     k: int = 5,
     give_back: float = 0.1,
     on_tick: Callable[[LoadResult], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
+    """Load for ``seconds``, or until ``stop`` is set if that comes first."""
     result = LoadResult()
+    stop = stop or threading.Event()
     holders: dict[int, str] = {}
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -80,7 +84,7 @@ def run(
         name = f"annotator-{index:02d}"
         rng = random.Random(index)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not stop.is_set():
                 response = timed(
                     http,
                     "lease",
@@ -129,6 +133,7 @@ def run(
                     if answered is not None and answered.status_code == 200:
                         with lock:
                             result.acknowledged.update(q["query_id"] for q in keep)
+                            result.answered_by.add(name)
                             for q in keep:
                                 holders.pop(q["box_id"], None)
                         break

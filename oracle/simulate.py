@@ -11,13 +11,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from oracle.client import BoxalClient
-from oracle.experiment import Runner
+from oracle.datasets import Dataset
+from oracle.experiment import Experiment, Runner
 from oracle.presets import PRESETS
 from oracle.report import write_all
 from oracle.server import embedded_server
@@ -39,6 +41,7 @@ def simulate(
     data: Path | None,
     token: str | None,
     rounds: int | None,
+    smoke: bool = False,
 ) -> Path:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -51,6 +54,8 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     with console.status(f"preparing the {preset} data set"):
         dataset = chosen.dataset(data, out)
+    if smoke:
+        dataset, experiment = miniature(dataset, experiment)
     console.print(
         f"[bold]{preset}[/]: {chosen.description}\n{len(dataset.pool)} pool images "
         f"({dataset.pool_boxes} boxes), {len(dataset.test)} test images; arms "
@@ -126,6 +131,25 @@ def simulate(
         f"done in {run['wall_s']:.0f} s ({(run['cpu_s'] or 0) / 3600:.1f} CPU hours): {out / 'summary.md'}"
     )
     return out
+
+
+def miniature(dataset: Dataset, experiment: Experiment) -> tuple[Dataset, Experiment]:
+    """The preset at toy size, every arm and code path kept: that its command runs (CI runs each
+    published command so), not what it measures."""
+    small = replace(dataset, pool=dataset.pool[:12], test=dataset.test[:4])
+    settings = {**experiment.settings, "iterations": 2, "min_size": 64, "max_size": 96}
+    tiny = replace(
+        experiment,
+        seeds=experiment.seeds[:1],
+        rounds=1,
+        initial_images=min(experiment.initial_images, 4),
+        box_round=min(experiment.box_round, 6),
+        image_round=min(experiment.image_round, 2),
+        round_boxes=None if experiment.round_boxes is None else 10,
+        settings=settings,
+        initial_settings={**experiment.initial_settings, "iterations": 4},
+    )
+    return small, tiny
 
 
 def _cpu_seconds() -> float:

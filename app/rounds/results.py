@@ -201,6 +201,8 @@ def fallback_notice(session: Session, project: Project, number: int, unlabeled: 
             Image.project_id == project.id, Image.split == "pool", ~Image.fully_labeled
         )
     )
+    if not open_images:
+        return None  # every pool image is fully labeled: nothing is left to serve, as boxes or images
     if unlabeled == 0:
         why = (
             f"round {number}'s model predicted no box scoring at least t_d = {config.t_d} on the "

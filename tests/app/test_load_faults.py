@@ -87,7 +87,8 @@ def test_32_annotators_for_60_seconds(tmp_path: Path, postgres_url: str) -> None
         f"{len(result.released)} given back"
     )
     assert result.errors == [] and result.server_errors() == {}
-    assert len(result.acknowledged) > 1000 and result.released
+    # every annotator was served and heard back (no count that depends on the machine's speed)
+    assert len(result.answered_by) == 32 and result.released
     _assert_nothing_lost(database, pid, result)
     database.dispose()
 
@@ -98,18 +99,37 @@ def test_the_database_restarts_under_load(tmp_path: Path, postgres_url: str) -> 
     process, url = _server(tmp_path, postgres_url)
     cluster = ["pg_ctlcluster", "--skip-systemctl-redirect", str(PG_VERSION), "main"]
     outcome: dict[str, load.LoadResult] = {}
+    answering, outage_seen, recovered_load, enough = (threading.Event() for _ in range(4))
+    acknowledged = [0]  # answers acknowledged so far, as the load last reported
+    at_restart: list[int] = []  # ... when the database came back
+
+    def watch(result: load.LoadResult) -> None:  # the load calls this about once a second
+        acknowledged[0] = len(result.acknowledged)
+        if result.acknowledged:
+            answering.set()
+        if result.unavailable:
+            outage_seen.set()
+        if at_restart and len(result.acknowledged) > at_restart[0]:
+            recovered_load.set()
+
     try:
         pid = _project(url, database, 20_000)
         worker = threading.Thread(
-            target=lambda: outcome.setdefault("load", load.run(url, TOKEN, pid, annotators=16, seconds=35))
+            target=lambda: outcome.setdefault(
+                "load", load.run(url, TOKEN, pid, annotators=16, seconds=300, on_tick=watch, stop=enough)
+            )
         )
         worker.start()
-        time.sleep(8)
+        assert answering.wait(120), "the load never got an answer acknowledged"
         subprocess.run([*cluster, "stop", "-m", "fast"], check=True, capture_output=True)
-        time.sleep(6)
+        assert outage_seen.wait(120), "the load never saw the database down"
         with httpx.Client(base_url=url, headers=HEADERS, timeout=10) as client:
             down = client.post(f"/v1/projects/{pid}/queries", json={"k": 1, "annotator": "probe"})
         subprocess.run([*cluster, "start"], check=True, capture_output=True)
+        at_restart.append(acknowledged[0])
+        # the load's own annotators get answers through again, with no restart of the API
+        assert recovered_load.wait(120), "no answer was acknowledged after the database came back"
+        enough.set()
         worker.join()
         with httpx.Client(base_url=url, headers=HEADERS, timeout=10) as client:
             recovered = client.post(f"/v1/projects/{pid}/queries", json={"k": 1, "annotator": "probe"})
@@ -190,7 +210,10 @@ def test_with_the_broker_down_leasing_and_answering_go_on(tmp_path: Path, postgr
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            time.sleep(0.5)
+            for _ in range(100):  # until the API sees the broker again
+                if client.get("/health").json()["broker"] == "ok":
+                    break
+                time.sleep(0.1)
             assert client.post(f"/v1/projects/{pid}/rounds").status_code == 202
     finally:
         broker.terminate()

@@ -1,0 +1,92 @@
+"""Every command printed in docs/PERFORMANCE.md and docs/results/ runs as printed, at smoke size: a benchmark
+or an experiment that stops working fails CI. Asserts that each completes and prints its table or writes its
+report, never a timing. (The pytest commands printed there are this suite's own tests.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "docs" / "PERFORMANCE.md", *sorted((ROOT / "docs" / "results").rglob("*.md"))]
+RUNNABLE = ("python bench/", "boxal simulate", "boxal report")
+ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=\S+$")
+
+
+def published() -> list[str]:
+    """The runnable lines of every bash block of the docs, comments off, each once, in order."""
+    commands: list[str] = []
+    for doc in DOCS:
+        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S):
+            for line in block.splitlines():
+                command = line.split("  #")[0].strip()
+                if _program(command).startswith(RUNNABLE) and command not in commands:
+                    commands.append(command)
+    return commands
+
+
+def _program(command: str) -> str:
+    """The command without its leading environment assignments (``BOXAL_API_WORKERS=2 python ...``)."""
+    words = command.split()
+    while words and ASSIGNMENT.match(words[0]):
+        words = words[1:]
+    return " ".join(words)
+
+
+def _environment(command: str) -> dict[str, str]:
+    words = shlex.split(command)
+    env = {}
+    while words and ASSIGNMENT.match(words[0]):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env
+
+
+def _argv(command: str, tmp: Path) -> list[str]:
+    """The command as this interpreter runs it, at smoke size, its outputs under ``tmp``."""
+    words = shlex.split(_program(command))
+    if words[0] == "python":
+        words = [sys.executable, *words[1:], "--smoke"]
+    else:  # boxal ...
+        words = [sys.executable, "-m", "app.cli", *words[1:]]
+        if words[3] == "simulate":
+            words.append("--smoke")
+    for i, word in enumerate(words):
+        if word.startswith(("experiments/", "docs/results/")) and (i == 0 or words[i - 1] != "--data"):
+            words[i] = str(tmp / word)
+    return words
+
+
+def test_the_docs_print_runnable_commands() -> None:
+    commands = published()
+    assert any(c.startswith("python bench/lease_bench.py") for c in commands)
+    assert any(c.startswith("boxal simulate") for c in commands)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", published())
+def test_a_published_command_runs_at_smoke_size(
+    command: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.getbasetemp() / "published"  # shared: a report merges what simulate wrote
+    argv = _argv(command, tmp)
+    done = subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "COLUMNS": "160", **_environment(command)},
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    if _program(command).startswith("python bench/"):
+        assert "| ---" in done.stdout, done.stdout[-2000:]  # it printed its table
+    else:
+        out = Path(argv[argv.index("--out") + 1])
+        assert (out / "summary.md").is_file() and (out / "rounds.csv").is_file()
