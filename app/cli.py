@@ -92,10 +92,11 @@ def serve(
     """Run the API and a worker beside it (embedded default: SQLite, artifacts and a serverless task
     queue under ./boxal-data)."""
     from app.lifeline import watch_parent
-    from app.serving import EmbeddedWorker
+    from app.serving import EmbeddedWorker, prepare_metrics
     from app.serving import serve as run_server
 
     settings = _settings()
+    prepare_metrics(settings, owns_every_process=worker)  # first: its processes record into one directory
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -125,7 +126,10 @@ def serve(
 @cli.command("worker")
 def run_worker(name: Annotated[str, typer.Option(help="Celery node name")] = "boxal@%h") -> None:
     """Run a worker that trains, scores and evaluates rounds (production: BOXAL_BROKER_URL=redis://...)."""
+    from app.serving import prepare_metrics
+
     settings = _settings()
+    prepare_metrics(settings, owns_every_process=False)  # the API's scrape sums it in (same directory)
     if not _worker_installed():
         typer.echo("the detection engine is not installed: pip install 'boxal[worker]'", err=True)
         raise typer.Exit(2)

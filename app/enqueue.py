@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
 from app.errors import Unavailable
 from app.settings import Settings
@@ -65,8 +66,9 @@ def make_celery(settings: Settings, name: str = "boxal") -> Celery:
 class Enqueuer:
     """Sends tasks by name. Call only after the transaction that recorded the job has committed."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, queue: str = QUEUE) -> None:
         self.settings = settings
+        self.queue = queue
         self._celery: Celery | None = None
 
     @property
@@ -80,7 +82,7 @@ class Enqueuer:
             self.celery.send_task(
                 task,
                 args=args,
-                queue=QUEUE,
+                queue=self.queue,
                 retry=True,
                 retry_policy={
                     "max_retries": 2,
@@ -94,6 +96,19 @@ class Enqueuer:
             raise Unavailable(
                 f"the task broker is unavailable ({type(exc).__name__}); try again later"
             ) from exc
+
+    def depth(self) -> int | None:
+        """Tasks waiting in the queue, or None if the broker does not answer."""
+        try:
+            with self.celery.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self.settings.broker_timeout_s)
+                with conn.channel() as channel:
+                    try:
+                        return int(channel.queue_declare(self.queue, passive=True).message_count)
+                    except ChannelError:  # not declared yet (Redis keeps no empty list): nothing waits
+                        return 0
+        except Exception:
+            return None
 
     def ping(self) -> bool:
         try:

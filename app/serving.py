@@ -18,12 +18,15 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from app.lifeline import PARENT_ENV, child_env
 from app.settings import Settings
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess directory (app/metrics.py)
 
 log = logging.getLogger("boxal.serve")
 THREAD_JOIN_S = 1.0  # after the grace period: how long idle request threads get to wind down
@@ -80,6 +83,22 @@ class _Server(uvicorn.Server):
             if self.worker is not None:
                 self.worker.ask_to_stop()
         super().handle_exit(sig, frame)
+
+
+def prepare_metrics(settings: Settings, *, owns_every_process: bool) -> Path:
+    """One metrics directory for every process `boxal serve` starts (API processes, the worker and its
+    pool); must run before anything imports prometheus_client, which reads the variable at import.
+
+    When serve starts the worker too, every writer is its own: a previous run's samples are removed.
+    Otherwise (``--no-worker``, workers in other containers sharing the directory) nothing is removed, so
+    a running worker's files are never taken from under it; totals then carry across API restarts."""
+    folder = Path(os.environ.get(METRICS_ENV) or settings.resolved_data_dir / "metrics")
+    folder.mkdir(parents=True, exist_ok=True)
+    if owns_every_process:
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+    os.environ[METRICS_ENV] = str(folder)
+    return folder
 
 
 def serve(settings: Settings, host: str, port: int, worker: EmbeddedWorker | None) -> None:

@@ -20,5 +20,7 @@ def test_the_compose_file_sets_only_settings_that_exist() -> None:
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     known = {f"BOXAL_{name.upper()}" for name in Settings.model_fields}
+    known.add("PROMETHEUS_MULTIPROC_DIR")  # prometheus_client's own; in the README's table too
+    assert "| `PROMETHEUS_MULTIPROC_DIR` |" in (ROOT / "README.md").read_text()
     for service in ("migrate", "api", "worker"):
         assert set(compose["services"][service]["environment"]) <= known

@@ -17,6 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.enqueue import QUEUE, TASK_RUN_ROUND
 from app.jobs import service as jobs
+from app.metrics import STAGE_SECONDS
 from app.settings import get_settings
 from worker.celery_app import app
 from worker.context import context
@@ -46,7 +47,8 @@ def send(stage: Stage | None, args: list[Any]) -> None:
 
 def _stage(task: Task, job_id: str, stage: str, body: Callable[..., Any], *args: Any) -> Any:
     try:
-        return body(context(), job_id, *args)
+        with STAGE_SECONDS.labels(stage).time():
+            return body(context(), job_id, *args)
     except Skip as skip:
         log.info("%s %s skipped: %s", stage, job_id, skip)
         return None

@@ -10,11 +10,12 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from app.auth.deps import Admin
-from app.metrics import REGISTRY
+from app.jobs.service import scoring_backlog
+from app.metrics import Backlog, scrape
 from app.schemas import ERRORS
 
 router = APIRouter(tags=["health"])
@@ -71,6 +72,13 @@ async def health(request: Request) -> Response:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}, **ERRORS})
-def metrics(_: Admin) -> Response:
-    """Prometheus metrics (admin token)."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request, _: Admin) -> Response:
+    """Prometheus metrics (admin token): every boxal process's under `boxal serve`, and the backlog of
+    tasks and scoring shards."""
+    state = request.app.state
+
+    def shards() -> dict[str, int]:
+        with state.db.transaction(write=False) as session:
+            return scoring_backlog(session)
+
+    return Response(scrape(Backlog(state.enqueuer.depth, shards)), media_type=CONTENT_TYPE_LATEST)

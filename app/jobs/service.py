@@ -145,6 +145,20 @@ def shards_done(session: Session, round_id: int, stage: str) -> set[int]:
     return set(session.scalars(stmt))
 
 
+def scoring_backlog(session: Session) -> dict[str, int]:
+    """Scoring shards of every round now scoring: how many are done and how many pending."""
+    rows = session.execute(
+        select(Shard.done, func.count())
+        .join(Round, Round.id == Shard.round_id)
+        .where(Round.state == "scoring", Shard.stage == "score")
+        .group_by(Shard.done)
+    ).all()
+    counts = {"done": 0, "pending": 0}
+    for done, count in rows:
+        counts["done" if done else "pending"] += count
+    return counts
+
+
 # --- reading ---------------------------------------------------------------------------------------
 
 

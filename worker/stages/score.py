@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from app.jobs import service as jobs
+from app.metrics import SHARDS_SCORED
 from app.models import Box
 from app.rounds import results
 from app.rounds.results import PoolImage
@@ -240,4 +241,5 @@ def _finish_shard(
             images_scored=scored,
             fraction=round(0.7 + 0.2 * done / total, 4),
         )
+    SHARDS_SCORED.inc()  # committed
     return last

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from app.jobs import service as jobs
+from app.metrics import TRAINING_EPOCHS, TRAINING_LOSS
 from app.rounds import results
 from app.rounds.training_set import TrainingImage, training_set, with_noisy_mode
 from worker.context import WorkerContext
@@ -67,7 +68,7 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
         config.train,
         checkpoint_dir=ctx.artifacts.training(ref.round_id, job_id),
         warm_start=_previous_model(ctx, ref) if settings.warm_start else None,
-        progress=_heartbeat(ctx, job_id),
+        progress=_heartbeat(ctx, job_id, ref.project_id),
         extra={"model_version": model_version},
     )
     ctx.artifacts.save_model(
@@ -121,11 +122,18 @@ def _describe(records: list[TrainingImage], config: EngineConfig) -> dict[str, A
     }
 
 
-def _heartbeat(ctx: WorkerContext, job_id: str):  # type: ignore[no-untyped-def]
-    """A progress callback that reports to the job at most every HEARTBEAT_EVERY_S seconds."""
+def _heartbeat(ctx: WorkerContext, job_id: str, project_id: int):  # type: ignore[no-untyped-def]
+    """A progress callback that reports to the job at most every HEARTBEAT_EVERY_S seconds, and each
+    epoch's mean loss to the metrics."""
     last_beat = [0.0]
+    epoch_loss: list[float] = []
 
     def on_progress(p: Progress) -> None:
+        epoch_loss.append(sum(p.losses.values()))
+        if p.iteration == p.iterations:
+            TRAINING_LOSS.labels(str(project_id)).set(sum(epoch_loss) / len(epoch_loss))
+            TRAINING_EPOCHS.inc()
+            epoch_loss.clear()
         now = time.monotonic()
         if now - last_beat[0] >= HEARTBEAT_EVERY_S or p.iteration == p.iterations:
             last_beat[0] = now
