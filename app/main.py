@@ -29,6 +29,7 @@ from app.jobs.router import router as jobs_router
 from app.labels.router import router as labels_router
 from app.lifeline import watch_parent
 from app.middleware import BodyLimit, CancelOnDisconnect, RequestMetrics
+from app.openapi import allowed_methods, state_enforced_limits
 from app.projects.router import router as projects_router
 from app.queries.router import router as queries_router
 from app.rounds.router import router as rounds_router
@@ -62,8 +63,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(422, "validation_error", describe_errors(list(exc.errors())))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(exc.detail))
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        response = _error(exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(exc.detail))
+        if exc.status_code == 405:  # RFC 9110: say which methods the resource has (every route of the path)
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return response
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(_: Request, exc: IntegrityError) -> JSONResponse:
@@ -128,6 +132,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     ):
         app.include_router(router)
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+    state_enforced_limits(app, settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
     app.add_middleware(CancelOnDisconnect)  # outermost: it owns the server's receive

@@ -39,9 +39,10 @@ BBox = Annotated[
 
 
 class Strict(BaseModel):
-    """Request bodies: unknown fields are an error, not silently ignored."""
+    """Request bodies: unknown fields are an error, not silently ignored, and types are what the schema
+    says (no ``false`` for an integer, no ``"3"`` for a number)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ErrorOut(BaseModel):

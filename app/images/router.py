@@ -26,13 +26,24 @@ router = APIRouter(
     dependencies=[Depends(current_principal)],
 )
 
+MAX_FILES = 1000  # files in one multipart upload
 _MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["files"],
     "properties": {
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "minItems": 1,
+            "maxItems": MAX_FILES,
+        },
         "split": {"type": "string", "enum": ["pool", "test"], "default": "pool"},
-        "external_id": {"type": "string", "description": "only with a single file; default: the file stem"},
+        "external_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "description": "only with a single file; default: the file stem",
+        },
     },
 }
 
@@ -91,7 +102,7 @@ def _existing_project(db: Database, project_id: int) -> None:
 
 
 async def _read_uploads(request: Request, project_id: ProjectId, settings: Any) -> list[service.NewImage]:
-    form = await request.form(max_files=1000, max_fields=100)
+    form = await request.form(max_files=MAX_FILES, max_fields=100)
     files = [value for key, value in form.multi_items() if key == "files" and isinstance(value, UploadFile)]
     if not files:
         raise Invalid("files: a multipart upload needs at least one part named 'files'")
@@ -99,6 +110,10 @@ async def _read_uploads(request: Request, project_id: ProjectId, settings: Any) 
     if split not in ("pool", "test"):
         raise Invalid(f"split: must be 'pool' or 'test', got {split!r}")
     external_id = form.get("external_id")
+    if external_id is not None and not isinstance(external_id, str):
+        raise Invalid("external_id: must be a text field, not a file")
+    if external_id is not None and not 1 <= len(external_id) <= 255:
+        raise Invalid("external_id: must be 1 to 255 characters")
     if external_id is not None and len(files) != 1:
         raise Invalid("external_id: only allowed when uploading a single file")
     prepared: list[service.NewImage] = []
@@ -115,7 +130,15 @@ async def _read_uploads(request: Request, project_id: ProjectId, settings: Any) 
                 _store_upload, data, settings, project_id, f"files[{i}]"
             )
             stem = Path(upload.filename or final.name).stem or final.stem
-            prepared.append(service.NewImage(final, split, str(external_id or stem)[:255], width, height))
+            prepared.append(
+                service.NewImage(
+                    final,
+                    split,
+                    (external_id or stem)[:255],
+                    width,
+                    height,
+                )
+            )
     except BaseException:
         _remove_uploads(prepared, settings)
         raise

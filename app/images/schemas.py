@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from app.schemas import Strict
 
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 class ImageIn(Strict):

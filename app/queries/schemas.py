@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from app.schemas import Strict
 
-Annotator = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Annotator = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class LeaseIn(Strict):

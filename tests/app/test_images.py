@@ -61,9 +61,9 @@ def test_bad_image_requests_are_rejected_and_change_nothing(
     client.post(url, json={"images": [{"uri": f"file://{good}"}]})
     before = db_state(database)
     cases = [
-        ({"images": [{"uri": f"file://{tmp_path}/missing.png"}]}, 422, "does not exist"),
-        ({"images": [{"uri": f"file://{outside}"}]}, 422, "outside the allowed image roots"),
-        ({"images": [{"uri": f"file://{tmp_path}/../../etc/passwd"}]}, 422, "images[0].uri"),
+        ({"images": [{"uri": f"file://{tmp_path}/missing.png"}]}, 404, "does not exist"),
+        ({"images": [{"uri": f"file://{outside}"}]}, 403, "outside the allowed image roots"),
+        ({"images": [{"uri": f"file://{tmp_path}/../../etc/passwd"}]}, 404, "images[0].uri"),
         ({"images": [{"uri": f"file://{tmp_path}/notes.txt"}]}, 422, "not a readable image"),
         ({"images": [{"uri": "http://example.com/a.png"}]}, 422, "only file://"),
         ({"images": [{"uri": f"file://{good}", "split": "train"}]}, 422, "images[0].split"),

@@ -88,7 +88,7 @@ def test_defects_are_skipped_with_reasons(client, tmp_path: Path) -> None:
     assert "not registered in this project" in reasons
 
 
-def test_broken_imports_are_422_and_change_nothing(client, database, tmp_path: Path) -> None:
+def test_broken_imports_are_refused_and_change_nothing(client, database, tmp_path: Path) -> None:
     project = create_project(client)
     pid = project["id"]
     images = register_images(client, pid, tmp_path / "pool", 1)
@@ -108,20 +108,24 @@ def test_broken_imports_are_422_and_change_nothing(client, database, tmp_path: P
     assert response.status_code == 422 and "img00000.xml" in response.json()["detail"]
 
     cases = [
-        {"format": "voc", "path": "/etc"},
-        {"format": "voc", "path": str(tmp_path / "nope")},
-        {"format": "voc", "path": str(voc), "image_set": "../x"},
-        {"format": "coco", "data": {"images": []}},
-        {
-            "format": "coco",
-            "kind": "predictions",
-            "data": coco_for(images, {"img00000": [([1, 1, 5, 5], "cat")]}, ["cat"]),
-        },
-        {"format": "xml", "path": str(voc)},
+        ({"format": "voc", "path": "/etc"}, 403),  # outside the image roots
+        ({"format": "voc", "path": str(tmp_path / "nope")}, 404),
+        ({"format": "voc", "path": str(voc), "image_set": "../x"}, 422),
+        ({"format": "voc", "path": "relative/dir"}, 422),
+        ({"format": "coco", "data": {"images": []}}, 422),
+        (
+            {
+                "format": "coco",
+                "kind": "predictions",
+                "data": coco_for(images, {"img00000": [([1, 1, 5, 5], "cat")]}, ["cat"]),
+            },
+            422,
+        ),
+        ({"format": "xml", "path": str(voc)}, 422),
     ]
-    for body in cases:
+    for body, status in cases:
         response = client.post(f"/v1/projects/{pid}/imports", json=body)
-        assert response.status_code == 422, (body, response.text)
+        assert response.status_code == status, (body, response.text)
     assert db_state(database) == before
 
 
