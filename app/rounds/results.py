@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.db import is_sqlite
 from app.errors import Conflict
 from app.models import Box, BoxScore, Image, ImageScore, Project, Round, utcnow
 from app.projects.service import project_settings
@@ -134,20 +137,21 @@ def record_scores(
     box_scores: dict[int, float],
     image_scores: dict[int, float] | None = None,
 ) -> None:
-    """Stage informativeness under this round's model (upsert: a shard that runs twice writes once)."""
+    """Stage informativeness under this round's model: one bulk upsert per table (a shard that runs twice
+    writes once), on the primary key, so its cost does not grow with what is staged already."""
+    upsert = sqlite_insert if is_sqlite(session) else pg_insert
     for table, key, scores in (
         (BoxScore, "box_id", box_scores),
         (ImageScore, "image_id", image_scores or {}),
     ):
         if not scores:
             continue
-        ids = list(scores)
-        column = getattr(table, key)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            session.execute(delete(table).where(table.round_id == round_id, column.in_(chunk)))
+        statement = upsert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["round_id", key], set_={"informativeness": statement.excluded.informativeness}
+        )
         session.execute(
-            insert(table),
+            statement,
             [{"round_id": round_id, key: i, "informativeness": float(v)} for i, v in scores.items()],
         )
     session.flush()
