@@ -180,9 +180,9 @@ def _well_behaved(server: Server, stop: threading.Event, seen: Acknowledged) -> 
                 raise
 
 
-def _answers_promptly(url: str) -> None:
-    """Answers, and not after waiting out a held write lock: a leaked one would make the write wait
-    BOXAL_DB_WRITE_WAIT_S (30 s) and answer 503. The bound is far from both that and machine speed."""
+def _answers_within_a_second(url: str) -> None:
+    """Answers at once (the issue's bound: a second), not after waiting out a held write lock, which would
+    take BOXAL_DB_WRITE_WAIT_S (30 s) and answer 503."""
     with httpx.Client(base_url=url, headers=HEADERS, timeout=20) as client:
         for method, path, body, status in (
             ("POST", "/v1/projects", {"name": f"after-{time.time()}", "classes": ["a"]}, 201),
@@ -192,7 +192,7 @@ def _answers_promptly(url: str) -> None:
             response = client.request(method, path, json=body)
             elapsed = time.perf_counter() - started
             assert response.status_code == status, response.text
-            assert elapsed < 5.0, f"{method} {path} took {elapsed:.2f} s after the abuse"
+            assert elapsed < 1.0, f"{method} {path} took {elapsed:.2f} s after the abuse"
 
 
 def _pg_connections(database: Database) -> dict[str, int]:
@@ -294,9 +294,9 @@ def test_clients_that_give_up_leave_the_server_writable_and_stoppable(server: Se
     postgres = server.database.dialect == "postgresql"
     try:
         _abuse(server, 400, seed=1)
-        _answers_promptly(server.url)
+        _answers_within_a_second(server.url)
         _abuse(server, 400, seed=2)
-        _answers_promptly(server.url)
+        _answers_within_a_second(server.url)
     finally:
         stop.set()
         steady.join(timeout=60)
