@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     train_time_limit_s: int = Field(24 * 3600, description="a round's training is stopped after this")
     task_time_limit_s: int = Field(2 * 3600, description="limit for scoring, ranking, evaluation tasks")
     worker_concurrency: int = Field(1, ge=1, description="tasks one worker process runs at once")
+    train_processes: int = Field(
+        1, ge=1, le=64, description="processes a worker trains a round on (DDP; one per GPU it is given)"
+    )
     broker_timeout_s: float = Field(3.0, description="how long enqueueing waits for the broker")
     db_write_wait_s: float = Field(
         30.0,

@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from app.rounds.training_set import TrainingImage
 from worker.engine.config import TrainConfig
 from worker.engine.data import DetectionDataset, collate
 from worker.engine.detector import Detector
+from worker.engine.distributed import World, device_for, join, replicated, unwrapped, world
 
 LAST = "last.pt"
 
@@ -118,32 +119,38 @@ def train(
     progress: Callable[[Progress], None] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``detector`` in place on ``records`` (each box weighted as its record says)."""
+    """Train ``detector`` in place on ``records`` (each box weighted as its record says); on several
+    processes when torchrun started this one (worker/engine/distributed.py)."""
     if not records:
         raise ValueError("nothing to train on: no images")
-    device = pick_device(config.device)
-    seed_everything(config.seed)
+    place = world()
+    device = device_for(place, config.device)
+    join(place, device)
+    seed_everything(config.seed + place.rank)  # each process draws its own anchor and RoI samples
     model = detector.model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    loader = _loader(records, config, generator)
+    loader = _loader(records, config, generator, place)
     schedule = Schedule.of(config, len(loader))
     run = _Run(detector, config, device, schedule)
     start_epoch = run.resume(checkpoint_dir / LAST if checkpoint_dir else None, warm_start, generator)
     losses: dict[str, float] = {}
     step = start_epoch * schedule.per_epoch
-    for epoch in range(start_epoch, schedule.epochs):
-        model.train()
-        this_epoch = min(schedule.per_epoch, schedule.total - step)
-        for iteration, (images, targets) in enumerate(loader, start=1):
-            losses = run.step(images, targets, epoch, iteration)
-            step += 1
-            if progress is not None:
-                progress(Progress(epoch + 1, schedule.epochs, iteration, this_epoch, losses, run.lr))
-            if iteration == this_epoch:
-                break
-        if checkpoint_dir is not None:
-            run.checkpoint(checkpoint_dir / LAST, epoch + 1, extra)
-        generator.manual_seed(config.seed + epoch + 1)
+    with replicated(detector, place, device):
+        for epoch in range(start_epoch, schedule.epochs):
+            model.train()
+            if isinstance(loader.sampler, DistributedSampler):
+                loader.sampler.set_epoch(epoch)
+            this_epoch = min(schedule.per_epoch, schedule.total - step)
+            for iteration, (images, targets) in enumerate(loader, start=1):
+                losses = run.step(images, targets, epoch, iteration)
+                step += 1
+                if progress is not None and place.main:
+                    progress(Progress(epoch + 1, schedule.epochs, iteration, this_epoch, losses, run.lr))
+                if iteration == this_epoch:
+                    break
+            if checkpoint_dir is not None and place.main:
+                run.checkpoint(checkpoint_dir / LAST, epoch + 1, extra)
+            generator.manual_seed(config.seed + epoch + 1)
     model.eval()
     return TrainResult(
         epochs_run=schedule.epochs - start_epoch,
@@ -153,8 +160,17 @@ def train(
     )
 
 
-def _loader(records: list[TrainingImage], config: TrainConfig, generator: torch.Generator) -> DataLoader:
+def _loader(
+    records: list[TrainingImage], config: TrainConfig, generator: torch.Generator, place: World
+) -> DataLoader:
     dataset = DetectionDataset(records, hflip=config.hflip)
+    if place.distributed:  # each process its own share of every epoch, the same shuffle on all of them
+        sampler: DistributedSampler[Any] = DistributedSampler(
+            dataset, num_replicas=place.size, rank=place.rank, shuffle=True, seed=config.seed, drop_last=True
+        )
+        return DataLoader(
+            dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate, generator=generator
+        )
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
@@ -228,7 +244,7 @@ class _Run:
         save_checkpoint(
             path,
             {
-                "model": self.detector.model.state_dict(),
+                "model": unwrapped(self.detector.model).state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "config": asdict(self.config),

@@ -13,10 +13,10 @@ from app.rounds import results
 from app.rounds.training_set import TrainingImage, training_set, with_noisy_mode
 from worker.context import WorkerContext
 from worker.engine.config import EngineConfig
-from worker.engine.detector import build_detector
 from worker.engine.inference import predict
+from worker.engine.launch import build, train_on_processes
 from worker.engine.refresh import refresh
-from worker.engine.train import Progress, seed_everything, train
+from worker.engine.train import Progress, train
 from worker.stages.job import RoundRef, Skip, claim, load, progress
 
 HEARTBEAT_EVERY_S = 5.0
@@ -44,15 +44,7 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
         records, noisy_from = _refreshed(ctx, ref, records)
     records = [with_noisy_mode(r, settings.noisy, settings.lambda_d) for r in records]
     config = EngineConfig.from_settings(settings, len(ref.classes))
-    seed_everything(config.train.seed)  # the initial weights too: a round's model depends only on its data
-    detector = build_detector(
-        config.preset,
-        config.num_classes,
-        weights=config.weights,
-        min_size=config.min_size,
-        max_size=config.max_size,
-        reading=settings.loss_reading,
-    )
+    detector = build(config, settings.loss_reading)  # seeded: a round's model depends only on its data
     model_version = ref.new_model_version
     progress(
         ctx,
@@ -60,17 +52,33 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
         stage="training",
         model_version=model_version,
         noisy_from=noisy_from,
+        processes=ctx.settings.train_processes,
         **_describe(records, config),
     )
-    result = train(
-        detector,
-        records,
-        config.train,
-        checkpoint_dir=ctx.artifacts.training(ref.round_id, job_id),
-        warm_start=_previous_model(ctx, ref) if settings.warm_start else None,
-        progress=_heartbeat(ctx, job_id, ref.project_id),
-        extra={"model_version": model_version},
-    )
+    folder = ctx.artifacts.training(ref.round_id, job_id)
+    warm_start = _previous_model(ctx, ref) if settings.warm_start else None
+    extra = {"model_version": model_version}
+    heartbeat = _heartbeat(ctx, job_id, ref.project_id)
+    if ctx.settings.train_processes > 1:  # DDP over torchrun's processes (worker/engine/launch.py)
+        job = {"records": records, "config": config, "reading": settings.loss_reading}
+        resumed_from = train_on_processes(
+            ctx.settings.train_processes,
+            detector,
+            {**job, "warm_start": warm_start, "extra": extra},
+            folder,
+            heartbeat,
+        )
+    else:
+        result = train(
+            detector,
+            records,
+            config.train,
+            checkpoint_dir=folder,
+            warm_start=warm_start,
+            progress=heartbeat,
+            extra=extra,
+        )
+        resumed_from = result.resumed_from_epoch
     ctx.artifacts.save_model(
         model_version,
         {
@@ -83,10 +91,10 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
             "project_id": ref.project_id,
             "round": ref.number,
             "config": config.to_dict(),
-            "resumed_from_epoch": result.resumed_from_epoch,
+            "resumed_from_epoch": resumed_from,
         },
     )
-    _finish(ctx, ref, model_version, resumed_from_epoch=result.resumed_from_epoch)
+    _finish(ctx, ref, model_version, resumed_from_epoch=resumed_from)
     return model_version
 
 
