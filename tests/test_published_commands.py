@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -69,21 +70,41 @@ def test_the_docs_print_runnable_commands() -> None:
     assert any(c.startswith("boxal simulate") for c in commands)
 
 
+PARALLEL = 2  # commands at once: most of a smoke run is starting processes and waiting on them
+
+
+@pytest.fixture(scope="module")
+def runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[list[str], subprocess.CompletedProcess]]:
+    """Every published command, run once at smoke size, two at a time; reports after the runs they merge."""
+    tmp = tmp_path_factory.mktemp("published")
+
+    def run(command: str) -> tuple[list[str], subprocess.CompletedProcess]:
+        argv = _argv(command, tmp)
+        done = subprocess.run(
+            argv,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "COLUMNS": "160", **_environment(command)},
+        )
+        return argv, done
+
+    commands = published()
+    merging = [c for c in commands if _program(c).startswith("boxal report")]
+    first = [c for c in commands if c not in merging]
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        results = dict(zip(first, pool.map(run, first), strict=True))
+    results.update({command: run(command) for command in merging})
+    return results
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", published())
-def test_a_published_command_runs_at_smoke_size(
-    command: str, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    tmp = tmp_path_factory.getbasetemp() / "published"  # shared: a report merges what simulate wrote
-    argv = _argv(command, tmp)
-    done = subprocess.run(
-        argv,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "COLUMNS": "160", **_environment(command)},
-    )
+def test_a_published_command_runs_at_smoke_size(command: str, runs) -> None:  # type: ignore[no-untyped-def]
+    argv, done = runs[command]
     assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     if _program(command).startswith("python bench/"):
         assert "| ---" in done.stdout, done.stdout[-2000:]  # it printed its table
