@@ -21,16 +21,17 @@ def _style(arm: str) -> str:
     return "-" if arm.startswith("box") else ("--" if arm.startswith("image") else ":")
 
 
-def _axes(title: str, xlabel: str):  # type: ignore[no-untyped-def]
+def _axes(title: str, xlabel: str, reference: bool):  # type: ignore[no-untyped-def]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    ax.axhline(100, color="grey", linewidth=0.8, linestyle=":", label="fully supervised (100%)")
+    of = "fully supervised" if reference else "the best arm"
+    ax.axhline(100, color="grey", linewidth=0.8, linestyle=":", label=f"{of} (100%)")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test mAP@0.5, % of fully supervised")
+    ax.set_ylabel(f"test mAP@0.5, % of {of}")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     return fig, ax
@@ -49,8 +50,9 @@ def _save(fig: Any, ax: Any, path: Path) -> Path:
 def plot(rows: list[dict[str, Any]], out: Path, title: str, curves: Callable[..., Any]) -> list[Path]:
     """One PNG per cost axis, and one against the round; ``curves`` is oracle.report.curves."""
     paths = []
+    reference = any(r["arm"] == "full" for r in rows)
     for axis, label in AXIS_LABELS.items():
-        fig, ax = _axes(title, label)
+        fig, ax = _axes(title, label, reference)
         for arm, seeds in sorted(curves(rows, axis).items()):
             ends = [c[-1][0] for c in seeds.values()]
             grid = np.linspace(min(c[0][0] for c in seeds.values()), min(ends), 50)
@@ -61,7 +63,9 @@ def plot(rows: list[dict[str, Any]], out: Path, title: str, curves: Callable[...
             for c in seeds.values():
                 ax.plot(c[:, 0], 100 * c[:, 1], "o", color=line.get_color(), markersize=3, alpha=0.6)
         paths.append(_save(fig, ax, out / f"map50_vs_{axis}.png"))
-    fig, ax = _axes(title, "round (the control and the reference train as the arms do, without new labels)")
+    fig, ax = _axes(
+        title, "round (the control and the reference train as the arms do, without new labels)", reference
+    )
     by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["arm"] != "initial" and row.get("map50_of_full") is not None:

@@ -174,10 +174,15 @@ def rounds_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _of(rows: list[dict[str, Any]]) -> str:
+    """What mAP@0.5 percentages are of: the fully supervised reference, or (without one) the best arm."""
+    return "full" if any(r["arm"] == "full" for r in rows) else "best"
+
+
 def lyu_table(rows: list[dict[str, Any]], pool_boxes: int) -> list[str]:
     """Markdown: mAP@0.5 (% of the reference) each arm had after obtaining LYU_SHARE of the pool's boxes."""
     at = LYU_SHARE * pool_boxes
-    lines = ["| arm | % of full mAP@0.5 | seeds |", "| --- | ---: | --- |"]
+    lines = [f"| arm | % of {_of(rows)} mAP@0.5 | seeds |", "| --- | ---: | --- |"]
     for arm, seeds in sorted(curves(rows, "boxes_obtained").items()):
         values = [value_at(curve, at) for curve in seeds.values()]
         done = [v for v in values if not math.isnan(v)]
@@ -196,7 +201,8 @@ def lyu_table(rows: list[dict[str, Any]], pool_boxes: int) -> list[str]:
 
 def finals_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| arm | rounds | boxes obtained | queries answered | annotator hours | mAP@0.5 | % of full | mAP |",
+        f"| arm | rounds | boxes obtained | queries answered | annotator hours | mAP@0.5 | % of {_of(rows)} "
+        "| mAP |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for arm in sorted({r["arm"] for r in rows}):
@@ -242,9 +248,11 @@ def summary(rows: list[dict[str, Any]], title: str, runs: list[dict[str, Any]], 
         "",
         *level_table(rows, levels, "boxes_obtained", "first_touch"),
         "",
-        "## Round by round, against the control (no new labels, the same training)",
+        "## Round by round, against the control (no new labels, the same training)"
+        if any(r["arm"] == "control" for r in rows)
+        else "## Round by round (this run has no control arm)",
         "",
-        "mAP@0.5 as % of full, mean over seeds; * marks an arm not above the control at that round "
+        f"mAP@0.5 as % of {_of(rows)}, mean over seeds; * marks an arm not above the control at that round "
         "(round 1 is the initial model every arm shares).",
         "",
         *rounds_table(rows),
