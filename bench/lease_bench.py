@@ -44,6 +44,7 @@ from oracle.server import embedded_server  # noqa: E402
 
 console = Console()
 PER_IMAGE = 20
+PG_URL = os.environ.get("BOXAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def fresh_database(kind: str, workdir: Path, pg_url: str) -> tuple[str, callable]:
@@ -213,9 +214,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, in seconds")
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get(
-            "BOXAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
+        default=PG_URL,
     )
     args = parser.parse_args()
     if args.smoke:

@@ -17,7 +17,6 @@ Synthetic predictions and scores: this measures the service and the database, no
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from app.queries.service import lease  # noqa: E402
 from app.rounds import results  # noqa: E402
 from app.rounds import service as rounds  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from bench.lease_bench import PER_IMAGE, fill, fresh_database, pct  # noqa: E402
+from bench.lease_bench import PER_IMAGE, PG_URL, fill, fresh_database, pct  # noqa: E402
 
 console = Console()
 SHARD_BOXES = 64 * PER_IMAGE  # one scoring task's boxes (BOXAL_SHARD_IMAGES = 64)
@@ -165,9 +164,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, in seconds")
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get(
-            "BOXAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
+        default=PG_URL,
     )
     args = parser.parse_args()
     if args.smoke:

@@ -57,14 +57,10 @@ def join(place: World, device: torch.device) -> None:
         )
 
 
-def device_for(place: World, name: str) -> torch.device:
-    """Each process on a node takes its own GPU (LOCAL_RANK); CPUs are shared."""
-    if place.distributed and name in ("auto", "cuda") and torch.cuda.is_available():
-        torch.cuda.set_device(place.local_rank)
-        return torch.device("cuda", place.local_rank)
-    return torch.device(
-        "cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu")
-    )
+def process_gpu(place: World) -> torch.device:
+    """In a group on a GPU node, each process takes its own GPU (LOCAL_RANK)."""
+    torch.cuda.set_device(place.local_rank)
+    return torch.device("cuda", place.local_rank)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from app.rounds.training_set import TrainingImage
 from worker.engine.config import TrainConfig
 from worker.engine.data import DetectionDataset, collate
 from worker.engine.detector import Detector
-from worker.engine.distributed import World, device_for, join, replicated, unwrapped, world
+from worker.engine.distributed import World, join, process_gpu, replicated, unwrapped, world
 
 LAST = "last.pt"
 
@@ -124,7 +124,9 @@ def train(
     if not records:
         raise ValueError("nothing to train on: no images")
     place = world()
-    device = device_for(place, config.device)
+    device = pick_device(config.device)
+    if place.distributed and device.type == "cuda":
+        device = process_gpu(place)  # one GPU per process; CPUs are shared
     join(place, device)
     seed_everything(config.seed + place.rank)  # each process draws its own anchor and RoI samples
     model = detector.model.to(device)

@@ -60,11 +60,16 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
     extra = {"model_version": model_version}
     heartbeat = _heartbeat(ctx, job_id, ref.project_id)
     if ctx.settings.train_processes > 1:  # DDP over torchrun's processes (worker/engine/launch.py)
-        job = {"records": records, "config": config, "reading": settings.loss_reading}
         resumed_from = train_on_processes(
             ctx.settings.train_processes,
             detector,
-            {**job, "warm_start": warm_start, "extra": extra},
+            {
+                "records": records,
+                "config": config,
+                "reading": settings.loss_reading,
+                "warm_start": warm_start,
+                "extra": extra,
+            },
             folder,
             heartbeat,
         )
