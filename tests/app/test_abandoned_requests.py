@@ -180,9 +180,10 @@ def _well_behaved(server: Server, stop: threading.Event, seen: Acknowledged) -> 
                 raise
 
 
-def _answers_within_a_second(url: str) -> None:
-    """Answers at once (the issue's bound: a second), not after waiting out a held write lock, which would
-    take BOXAL_DB_WRITE_WAIT_S (30 s) and answer 503."""
+def _answers_promptly(url: str) -> None:
+    """The write succeeds (201): a leaked write lock would make it wait out BOXAL_DB_WRITE_WAIT_S (3 s
+    here) and answer 503. The time bound is only against a hang; a second (the issue's figure) failed at
+    1.18 s on a quiet CI machine, which is machine speed, not a held lock."""
     with httpx.Client(base_url=url, headers=HEADERS, timeout=20) as client:
         for method, path, body, status in (
             ("POST", "/v1/projects", {"name": f"after-{time.time()}", "classes": ["a"]}, 201),
@@ -192,7 +193,7 @@ def _answers_within_a_second(url: str) -> None:
             response = client.request(method, path, json=body)
             elapsed = time.perf_counter() - started
             assert response.status_code == status, response.text
-            assert elapsed < 1.0, f"{method} {path} took {elapsed:.2f} s after the abuse"
+            assert elapsed < 3.0, f"{method} {path} took {elapsed:.2f} s after the abuse"
 
 
 def _pg_connections(database: Database) -> dict[str, int]:
@@ -239,7 +240,11 @@ def _assert_nothing_lost(database: Database, seen: Acknowledged, pid: int) -> No
 
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    env = {"BOXAL_DATA_DIR": str(tmp_path / "data"), "BOXAL_SHUTDOWN_GRACE_S": str(GRACE_S)}
+    env = {
+        "BOXAL_DATA_DIR": str(tmp_path / "data"),
+        "BOXAL_SHUTDOWN_GRACE_S": str(GRACE_S),
+        "BOXAL_DB_WRITE_WAIT_S": "3",  # a leaked write lock would answer 503 after this, not a 201
+    }
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_url")
         env["BOXAL_DATABASE_URL"] = f"{url}?application_name={APP_NAME}"
@@ -294,9 +299,9 @@ def test_clients_that_give_up_leave_the_server_writable_and_stoppable(server: Se
     postgres = server.database.dialect == "postgresql"
     try:
         _abuse(server, 400, seed=1)
-        _answers_within_a_second(server.url)
+        _answers_promptly(server.url)
         _abuse(server, 400, seed=2)
-        _answers_within_a_second(server.url)
+        _answers_promptly(server.url)
     finally:
         stop.set()
         steady.join(timeout=60)
