@@ -12,6 +12,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import client_gone
 from app.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -37,8 +38,12 @@ class WriteGate:
     A ticket is handed to the connection record that opened the transaction and is taken back by
     whichever way the transaction ends: COMMIT, ROLLBACK, the pool's reset or check-in of the
     connection, its invalidation or its close. Waiting is bounded by ``wait_s``: a writer that cannot
-    get in answers 503 (``WriteBusy``) naming how long the current holder has had it.
+    get in answers 503 (``WriteBusy``) naming how long the current holder has had it. A writer whose
+    client has gone while it waits leaves the queue (``ClientGone``), so abandoned requests never
+    hold up the ones still wanted.
     """
+
+    POLL_S = 0.05  # how often a waiting writer looks whether its client is still there
 
     def __init__(self, wait_s: float) -> None:
         self.wait_s = wait_s
@@ -48,7 +53,7 @@ class WriteGate:
     def acquire(self, info: dict[str, Any]) -> None:
         # No check for "this thread holds it already": a request's transaction may be rolled back by
         # its dependency's exit on another thread while its endpoint's thread serves the next request.
-        if not self._lock.acquire(timeout=self.wait_s):
+        if not self._wait():
             held = self._holder
             since = f" for {time.monotonic() - held[1]:.1f} s (begun by {held[0]})" if held else ""
             raise WriteBusy(
@@ -57,6 +62,22 @@ class WriteGate:
             )
         self._holder = (threading.current_thread().name, time.monotonic())
         info[_GATE_KEY] = self
+
+    def _wait(self) -> bool:
+        gone = client_gone.event()
+        if gone is None:
+            return self._lock.acquire(timeout=self.wait_s)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            client_gone.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._lock.acquire(timeout=min(self.POLL_S, left)):
+                if gone.is_set():  # went while this writer waited: hand the turn to the next one
+                    self._lock.release()
+                    client_gone.check()
+                return True
 
     def release(self, info: dict[str, Any] | None) -> None:
         """Give the ticket back if ``info`` (a connection record's) holds it; idempotent."""
@@ -95,8 +116,10 @@ def load(session: Session, model: type[Any], ident: object, *, for_update: bool 
 
 def make_engine(url: str, *, write_wait_s: float = WRITE_WAIT_S, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
-        kwargs.setdefault("pool_size", 20)
-        kwargs.setdefault("max_overflow", 40)
+        # Connections are cheap on SQLite: enough to keep one for each of the API's 40 threads (a
+        # request may hold two), so a burst never pays for opening and closing overflow connections.
+        kwargs.setdefault("pool_size", 60)
+        kwargs.setdefault("max_overflow", 20)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, **kwargs)
         _configure_sqlite(engine, WriteGate(write_wait_s))
         return engine
@@ -191,6 +214,7 @@ class Database:
         self._reader = sessionmaker(self._read_bind, expire_on_commit=False)
         self._loop_threads: set[int] = set()
         event.listen(self.engine, "begin", self._refuse_event_loop_thread, insert=True)
+        event.listen(self.engine, "begin", lambda _connection: client_gone.check(), insert=True)
 
     @classmethod
     def for_settings(cls, settings: Settings, **engine_kwargs: Any) -> Database:

@@ -52,3 +52,10 @@ class Unavailable(DomainError):
 
     status_code = 503
     code = "unavailable"
+
+
+class ClientGone(DomainError):
+    """The client disconnected before the work began; nothing was done and nobody reads the answer."""
+
+    status_code = 499  # nginx's "client closed request"
+    code = "client_closed_request"

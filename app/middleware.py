@@ -4,12 +4,14 @@ is read), and request metrics."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import client_gone
 from app.metrics import REQUESTS
 
 
@@ -87,8 +89,9 @@ class CancelOnDisconnect:
     task owns the server's ``receive``: it passes the request body on (one message at a time, so large
     uploads keep their back-pressure) and then waits for ``http.disconnect``; if that comes before the
     response is complete, the request is cancelled at its next await. Work already running in a thread
-    finishes first (threads are never interrupted), and dependencies with ``yield`` still close their
-    sessions, so a transaction either committed before the cancel or rolls back.
+    is never interrupted, but it sees the disconnect through ``app.client_gone``: it stops before its
+    next transaction begins or while it waits for SQLite's write lock. Dependencies with ``yield``
+    still close their sessions, so a transaction either committed before the cancel or rolls back.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -101,12 +104,13 @@ class CancelOnDisconnect:
         inbox_in, inbox_out = anyio.create_memory_object_stream[Message](1)
         complete = False
 
-        async def pump(cancel: anyio.CancelScope) -> None:
+        async def pump(cancel: anyio.CancelScope, gone: threading.Event) -> None:
             async with inbox_in:
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         if not complete:
+                            gone.set()
                             cancel.cancel()
                         return
                     await inbox_in.send(message)
@@ -124,13 +128,14 @@ class CancelOnDisconnect:
             await send(message)
 
         error: Exception | None = None
-        async with anyio.create_task_group() as group:
-            group.start_soon(pump, group.cancel_scope)
-            try:
-                await self.app(scope, app_receive, tracking_send)
-            except Exception as exc:  # re-raised as itself below, not inside an exception group
-                error = exc
-            group.cancel_scope.cancel()
+        with client_gone.watching() as gone:
+            async with anyio.create_task_group() as group:
+                group.start_soon(pump, group.cancel_scope, gone)
+                try:
+                    await self.app(scope, app_receive, tracking_send)
+                except Exception as exc:  # re-raised as itself below, not inside an exception group
+                    error = exc
+                group.cancel_scope.cancel()
         inbox_out.close()
         if error is not None:
             raise error

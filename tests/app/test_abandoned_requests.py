@@ -181,9 +181,13 @@ def _well_behaved(server: Server, stop: threading.Event, seen: Acknowledged) -> 
 
 
 def _answers_promptly(url: str) -> None:
-    """The write succeeds (201): a leaked write lock would make it wait out BOXAL_DB_WRITE_WAIT_S (3 s
-    here) and answer 503. The time bound is only against a hang; a second (the issue's figure) failed at
-    1.18 s on a quiet CI machine, which is machine speed, not a held lock."""
+    """The first write and /health after the abuse each answer within a second (the issue's bound).
+
+    A leaked write lock would make the write wait out BOXAL_DB_WRITE_WAIT_S (3 s here) and answer 503.
+    What the first request does wait for is the server working through the burst it was just sent
+    (about 0.25 s on a quiet 2-core machine): abandoned work stops before its transaction or while
+    queued for the write lock (``app.client_gone``), so the burst is not paid for twice.
+    """
     with httpx.Client(base_url=url, headers=HEADERS, timeout=20) as client:
         for method, path, body, status in (
             ("POST", "/v1/projects", {"name": f"after-{time.time()}", "classes": ["a"]}, 201),
@@ -193,7 +197,7 @@ def _answers_promptly(url: str) -> None:
             response = client.request(method, path, json=body)
             elapsed = time.perf_counter() - started
             assert response.status_code == status, response.text
-            assert elapsed < 3.0, f"{method} {path} took {elapsed:.2f} s after the abuse"
+            assert elapsed < 1.0, f"{method} {path} took {elapsed:.2f} s after the abuse"
 
 
 def _pg_connections(database: Database) -> dict[str, int]:

@@ -130,6 +130,60 @@ def test_a_writer_waits_a_bounded_time_and_is_told_why(tmp_path: Path) -> None:
     db.dispose()
 
 
+def test_work_of_a_client_that_has_gone_leaves_the_write_queue(tmp_path: Path) -> None:
+    """A request's thread waiting for the write lock stops when its client goes (it would otherwise
+    take its turn for nobody), and no transaction begins for a client already gone."""
+    import contextvars
+
+    from app import client_gone
+    from app.errors import ClientGone
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}", write_wait_s=30)
+    _table(db)
+    holder = db.session()
+    holder.execute(text("INSERT INTO t VALUES (1)"))
+    outcome: list[BaseException] = []
+
+    def abandoned_writer() -> None:
+        try:
+            with db.transaction() as session:
+                session.execute(text("INSERT INTO t VALUES (2)"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with client_gone.watching() as gone:
+        context = contextvars.copy_context()  # what anyio hands the request's worker thread
+    thread = threading.Thread(target=context.run, args=(abandoned_writer,))
+    thread.start()
+    time.sleep(0.3)
+    assert thread.is_alive() and not outcome  # queued behind the holder
+    started = time.monotonic()
+    gone.set()
+    thread.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ClientGone), outcome
+    assert time.monotonic() - started < 1  # left the queue, did not wait out write_wait_s (30 s)
+    holder.commit()
+    holder.close()
+    outcome.clear()
+    for write in (True, False):  # gone before anything began: neither a writer nor a reader starts
+        context.run(lambda w=write: outcome.append(_try(db, w)))  # type: ignore[misc]
+    assert all(isinstance(o, ClientGone) for o in outcome), outcome
+    assert _rows(db) == [1]
+    from app.db import write_gate
+
+    assert not write_gate(db.engine).held
+    db.dispose()
+
+
+def _try(db: Database, write: bool) -> BaseException | None:
+    try:
+        with db.transaction(write=write) as session:
+            session.execute(text("INSERT INTO t VALUES (3)") if write else text("SELECT 1"))
+    except BaseException as exc:
+        return exc
+    return None
+
+
 def test_no_transaction_opens_on_an_event_loop_thread(tmp_path: Path) -> None:
     import asyncio
 
