@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Box, Image, Project
+from app.rounds import ranking
 from formats.coco import to_xywh
 
 
@@ -27,7 +28,9 @@ def export_coco(
             .where(Box.image_id.in_(ids[start : start + 1000]), Box.status.in_(("labeled", "unlabeled")))
             .order_by(Box.id)
         )
-        for box in session.scalars(stmt):
+        boxes = list(session.scalars(stmt))
+        served = ranking.served_informativeness(session, project, boxes) if predictions else {}
+        for box in boxes:
             x, y, w, h = to_xywh(box.bbox)
             if box.status == "labeled":
                 annotations.append(
@@ -49,7 +52,7 @@ def export_coco(
                         "category_id": box.label + 1,
                         "bbox": [x, y, w, h],
                         "score": box.score,
-                        "informativeness": box.informativeness,
+                        "informativeness": served[box.id],
                         "model_version": box.model_version,
                     }
                 )

@@ -13,6 +13,7 @@ from app.errors import Conflict, Invalid, NotFound
 from app.images import storage
 from app.images.schemas import BoxPublic, ImageDetail, ImageIn, ImagePublic
 from app.models import Box, Image, Project
+from app.rounds import ranking
 from app.settings import Settings
 
 
@@ -104,7 +105,9 @@ def to_public(image: Image) -> ImagePublic:
     )
 
 
-def box_public(box: Box, classes: list[str]) -> BoxPublic:
+def box_public(box: Box, classes: list[str], informativeness: float | None = None) -> BoxPublic:
+    """A box as the API shows it; ``informativeness`` is its value in the served ranking, where the
+    caller looked it up (``ranking.served_informativeness``), else the box's own."""
     return BoxPublic(
         id=box.id,
         bbox=box.bbox,
@@ -113,7 +116,7 @@ def box_public(box: Box, classes: list[str]) -> BoxPublic:
         status=box.status,
         score=box.score,
         probs=box.probs,
-        informativeness=box.informativeness,
+        informativeness=box.informativeness if informativeness is None else informativeness,
         model_version=box.model_version,
         predicted=box.predicted,
         round_queried=box.round_queried,
@@ -122,9 +125,11 @@ def box_public(box: Box, classes: list[str]) -> BoxPublic:
 
 
 def detail(session: Session, project: Project, image: Image) -> ImageDetail:
-    boxes = session.scalars(select(Box).where(Box.image_id == image.id).order_by(Box.id))
+    boxes = list(session.scalars(select(Box).where(Box.image_id == image.id).order_by(Box.id)))
+    served = ranking.served_informativeness(session, project, boxes)
     return ImageDetail(
-        **to_public(image).model_dump(), boxes=[box_public(box, project.classes) for box in boxes]
+        **to_public(image).model_dump(),
+        boxes=[box_public(box, project.classes, served[box.id]) for box in boxes],
     )
 
 

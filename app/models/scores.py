@@ -7,7 +7,9 @@ from app.models.base import Base
 
 
 class BoxScore(Base):
-    """A box's informativeness under one round's model, staged until the round's ranking applies it."""
+    """A box's informativeness under one round's model: staged while the round scores, then the served
+    ranking itself once the round opens (leases walk ``ix_box_scores_queue``, migration 0004), so that
+    switching rankings is one row (``projects.serving_round``) however large the pool."""
 
     __tablename__ = "box_scores"
 

@@ -1,5 +1,8 @@
 """Leasing queries: an index walk down the queue, highest informativeness first, never one box to two people.
 
+Boxes follow the serving round's ranking, walked down its staged scores (app/rounds/ranking.py), then
+boxes no round has scored; images walk their own queue index.
+
 PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent leases pass each other without waiting.
 SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` (app/db.py), so leases are serialised.
 A lease expires after the project's ``lease_ttl_s``; the box then returns to the queue by itself.
@@ -16,10 +19,11 @@ from sqlalchemy.orm import Session
 from app.db import load
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.images.service import content_url
-from app.models import Box, Image, Project, Query
+from app.models import Box, BoxScore, Image, Project, Query
 from app.models.queue import BOX_QUEUE_WHERE, IMAGE_QUEUE_WHERE, informativeness_order
 from app.projects.service import project_settings
 from app.queries.schemas import Hint, QueryImage, QueryOut
+from app.rounds import ranking
 from app.settings import Settings
 
 
@@ -76,41 +80,75 @@ def _seed_images_left(session: Session, project: Project, now: datetime) -> int:
     return max(0, project_settings(project).seed_images - (labeled or 0) - (leased or 0))
 
 
-def _claim(
+def _free(model: type[Box] | type[Image], now: datetime) -> Any:
+    return or_(model.lease_expires_at.is_(None), model.lease_expires_at <= now)
+
+
+def _queue_walk(
     session: Session,
     project: Project,
     model: type[Box] | type[Image],
     queue_where: str,
     k: int,
-    annotator: str,
     now: datetime,
-    expires_at: datetime,
-) -> list[tuple[Any, Query]]:
-    """Walk the queue index, lock up to k free rows, and lease each of them to a new query."""
-    dialect = _dialect(session)
+) -> Any:
+    """Up to k free rows down the table's own queue index, highest informativeness first."""
     stmt = (
         select(model)
-        .where(
-            model.project_id == project.id,
-            text(queue_where),
-            or_(model.lease_expires_at.is_(None), model.lease_expires_at <= now),
-        )
-        .order_by(informativeness_order(model.informativeness, dialect), model.id)
+        .where(model.project_id == project.id, text(queue_where), _free(model, now))
+        .order_by(informativeness_order(model.informativeness, _dialect(session)), model.id)
         .limit(k)
     )
     if model is Box:
-        # predictions of a round still being scored stay hidden until its ranking is applied
+        # predictions of a round still being scored stay hidden until its ranking is served
         stmt = stmt.where(or_(Box.round_predicted.is_(None), Box.round_predicted <= project.serving_round))
-    if dialect == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, key_share=True)
-    rows: list[Any] = list(session.scalars(stmt))  # Box or Image rows
-    unit = "box" if model is Box else "image"
+    return _locking(session, stmt)
+
+
+def _locking(session: Session, stmt: Any, of: Any = None) -> Any:
+    if _dialect(session) == "postgresql":
+        return stmt.with_for_update(skip_locked=True, key_share=True, of=of)
+    return stmt
+
+
+def _free_boxes(session: Session, project: Project, k: int, now: datetime) -> list[tuple[Box, float | None]]:
+    """The serving round's ranking walked down its scores (app/rounds/ranking.py), then, if that runs
+    out, boxes no round has scored (imported since, or before any round) by their own informativeness."""
+    found: list[tuple[Box, float | None]] = []
+    round_id = ranking.serving_round_id(session, project)
+    if round_id is not None:
+        ranked = (
+            select(Box, BoxScore.informativeness)
+            .join(BoxScore, BoxScore.box_id == Box.id)
+            .where(BoxScore.round_id == round_id, Box.status == "unlabeled", _free(Box, now))
+            .order_by(BoxScore.informativeness.desc(), BoxScore.box_id)
+            .limit(k)
+        )
+        found = [(box, score) for box, score in session.execute(_locking(session, ranked, of=Box))]
+    if len(found) < k:
+        rest = _queue_walk(session, project, Box, BOX_QUEUE_WHERE, k - len(found), now)
+        if found:
+            rest = rest.where(Box.id.not_in([box.id for box, _ in found]))
+        found += [(box, box.informativeness) for box in session.scalars(rest)]
+    return found
+
+
+def _claim(
+    session: Session,
+    project: Project,
+    rows: list[Any],
+    annotator: str,
+    now: datetime,
+    expires_at: datetime,
+) -> list[Query]:
+    """Lease each of the locked, free ``rows`` (boxes or images) to a new query."""
+    boxes = bool(rows) and isinstance(rows[0], Box)
     queries = [
         Query(
             project_id=project.id,
-            unit=unit,
-            box_id=row.id if model is Box else None,
-            image_id=row.image_id if model is Box else row.id,
+            unit="box" if boxes else "image",
+            box_id=row.id if boxes else None,
+            image_id=row.image_id if boxes else row.id,
             annotator=annotator,
             round=project.serving_round,
             created_at=now,
@@ -120,25 +158,26 @@ def _claim(
     ]
     session.add_all(queries)
     session.flush()
-    extra = {"round_queried": project.serving_round} if model is Box else {}
+    extra = {"round_queried": project.serving_round} if boxes else {}
     if rows:
         session.execute(
-            update(model),
+            update(Box if boxes else Image),
             [
                 {"id": row.id, "lease_query_id": query.id, "lease_expires_at": expires_at, **extra}
                 for row, query in zip(rows, queries, strict=True)
             ],
         )
-    return list(zip(rows, queries, strict=True))
+    return queries
 
 
 def _lease_boxes(
     session: Session, project: Project, k: int, annotator: str, now: datetime, expires_at: datetime
 ) -> list[QueryOut]:
-    claimed = _claim(session, project, Box, BOX_QUEUE_WHERE, k, annotator, now, expires_at)
-    if not claimed:
+    found = _free_boxes(session, project, k, now)
+    if not found:
         return []
-    image_ids = {box.image_id for box, _ in claimed}
+    queries = _claim(session, project, [box for box, _ in found], annotator, now, expires_at)
+    image_ids = {box.image_id for box, _ in found}
     images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
     return [
         QueryOut(
@@ -150,18 +189,19 @@ def _lease_boxes(
             bbox=box.bbox,
             label=project.classes[box.label],
             score=box.score,
-            informativeness=box.informativeness,
+            informativeness=informativeness,
             round=query.round,
             expires_at=expires_at,
         )
-        for box, query in claimed
+        for (box, informativeness), query in zip(found, queries, strict=True)
     ]
 
 
 def _lease_images(
     session: Session, project: Project, k: int, annotator: str, now: datetime, expires_at: datetime
 ) -> list[QueryOut]:
-    claimed = _claim(session, project, Image, IMAGE_QUEUE_WHERE, k, annotator, now, expires_at)
+    images = list(session.scalars(_queue_walk(session, project, Image, IMAGE_QUEUE_WHERE, k, now)))
+    claimed = list(zip(images, _claim(session, project, images, annotator, now, expires_at), strict=True))
     hints: dict[int, list[Hint]] = {image.id: [] for image, _ in claimed}
     if not hints:
         return []

@@ -158,7 +158,10 @@ def record_scores(
 
 
 def apply_ranking(session: Session, round_id: int) -> Round:
-    """Make this round's scores the served ranking, in one transaction, and open the round."""
+    """Make this round's scores the served ranking, in one transaction, and open the round.
+
+    The box ranking switches by one row whatever the pool's size; the superseded rounds' scores are
+    dropped afterwards, in batches (``ranking.drop_superseded``)."""
     round_ = get_round(session, round_id, for_update=True)
     if round_.state in ("open", "closed"):
         return round_
@@ -166,11 +169,8 @@ def apply_ranking(session: Session, round_id: int) -> Round:
         raise Conflict(f"round {round_.number} is {round_.state}, not scoring")
     project = session.get(Project, round_.project_id)
     assert project is not None
-    session.execute(
-        update(Box)
-        .where(Box.id == BoxScore.box_id, BoxScore.round_id == round_id, Box.status == "unlabeled")
-        .values(informativeness=BoxScore.informativeness, model_version=round_.model_version)
-    )
+    # Boxes: this round's staged scores become the served ranking as they are (app/rounds/ranking.py),
+    # by the one-row switch of serving_round below. Images (one row per image, not per box) are copied.
     session.execute(
         update(Image)
         .where(Image.id == ImageScore.image_id, ImageScore.round_id == round_id)
@@ -178,7 +178,6 @@ def apply_ranking(session: Session, round_id: int) -> Round:
     )
     if project_settings(project).pool_policy == "refresh":
         _drop_superseded_predictions(session, project.id, round_.number)
-    session.execute(delete(BoxScore).where(BoxScore.round_id == round_id))
     session.execute(delete(ImageScore).where(ImageScore.round_id == round_id))
     unlabeled = session.scalar(
         select(func.count()).where(Box.project_id == project.id, Box.status == "unlabeled")

@@ -1,5 +1,7 @@
-"""Load and faults, bounded in count and time, on loopback: 32 annotators for 60 s on PostgreSQL; the
-database restarted under load; the broker down."""
+"""Load and faults, bounded in count and time, on loopback: 32 annotators for 20 s on PostgreSQL; the
+database restarted under load; the broker down. (The 60-second run with its latencies is the benchmark's,
+bench/load_bench.py; here the load only has to be long enough for every annotator to lease, answer and
+give back many times: about 18 leases each in 20 s on a quiet 2-core machine.)"""
 
 from __future__ import annotations
 
@@ -70,12 +72,12 @@ def _assert_nothing_lost(database: Database, pid: int, result: load.LoadResult) 
     assert result.double_leases == [], result.double_leases[:5]
 
 
-def test_32_annotators_for_60_seconds(tmp_path: Path, postgres_url: str) -> None:
+def test_32_annotators_under_load(tmp_path: Path, postgres_url: str) -> None:
     database = Database(postgres_url)
     process, url = _server(tmp_path, postgres_url)
     try:
         pid = _project(url, database, 40_000)
-        result = load.run(url, TOKEN, pid, annotators=32, seconds=60)
+        result = load.run(url, TOKEN, pid, annotators=32, seconds=20)
     finally:
         stop(process)
     lease_p50, lease_p99 = result.percentile("lease", 0.5), result.percentile("lease", 0.99)

@@ -291,3 +291,69 @@ def test_a_box_round_with_no_box_queries_serves_image_queries_and_says_why(
         json={"labels": [{"query_id": served[0]["query_id"], "action": "label_all", "boxes": []}]},
     )
     assert answered.status_code == 200, answered.text
+
+
+def test_the_served_ranking_switches_by_one_row_and_older_scores_go_in_batches(
+    client, database, tmp_path
+) -> None:
+    from sqlalchemy import func, select
+
+    from app.models import Box, BoxScore
+    from app.rounds import ranking
+
+    project, images = _project_with_seed(client, database, tmp_path)
+    pid = project["id"]
+    boxes = seed_pool(database, pid, [images[1]["id"], images[2]["id"]], 3)  # own values rise with id
+    own = {b: float(images[1 + i // 3]["id"] * 1000 + i % 3) for i, b in enumerate(boxes)}
+
+    leased: list[int] = []
+
+    def lease(k: int) -> list[tuple[int, float]]:
+        body = {"k": k, "annotator": "a", "unit": "box"}
+        queries = client.post(f"/v1/projects/{pid}/queries", json=body).json()["queries"]
+        leased[:] = [q["query_id"] for q in queries]
+        return [(q["box_id"], q["informativeness"]) for q in queries]
+
+    assert lease(1) == [(boxes[-1], own[boxes[-1]])]  # before any round: the boxes' own values
+    assert client.delete(f"/v1/projects/{pid}/queries/{leased[0]}").status_code == 204
+    started = client.post(f"/v1/projects/{pid}/rounds").json()
+    with database.transaction() as session:
+        round_id = session.query(Round).filter_by(project_id=pid, number=1).one().id
+        results.training_finished(session, round_id, "r1")
+        # round 1 ranks them the other way round, and leaves the last box unscored
+        results.record_scores(session, round_id, {b: 0.1 * (6 - i) for i, b in enumerate(boxes[:5])})
+        results.apply_ranking(session, round_id)
+        jobs.job_succeeded(session, started["job_id"])
+    served = lease(3)
+    assert [b for b, _ in served] == boxes[:3]
+    assert [round(v, 6) for _, v in served] == [0.6, 0.5, 0.4]
+    # the rest of the ranking, then the box no round scored, by its own value
+    assert lease(3) == [
+        (boxes[3], pytest.approx(0.3)),
+        (boxes[4], pytest.approx(0.2)),
+        (boxes[5], own[boxes[5]]),
+    ]
+    with database.transaction(write=False) as session:
+        kept = dict(session.execute(select(Box.id, Box.informativeness).where(Box.id.in_(boxes))).all())
+    assert kept == own  # the switch wrote no box row
+    detail = client.get(f"/v1/projects/{pid}/images/{images[1]['id']}").json()
+    assert [round(b["informativeness"], 6) for b in detail["boxes"]] == [0.6, 0.5, 0.4]
+
+    with database.transaction() as session:
+        round2, _ = service.start_next_round(session, get_project(session, pid))
+        results.training_finished(session, round2.id, "r2")
+        results.record_scores(session, round2.id, {b: 0.5 for b in boxes})
+        results.apply_ranking(session, round2.id)
+    dropped = []
+    while True:
+        with database.transaction() as session:
+            n = ranking.drop_superseded(session, pid, 2, limit=2)
+        if not n:
+            break
+        dropped.append(n)
+    assert dropped == [2, 2, 1]
+    with database.transaction(write=False) as session:
+        staged = dict(
+            session.execute(select(BoxScore.round_id, func.count()).group_by(BoxScore.round_id)).all()
+        )
+    assert staged == {round2.id: 6}  # the serving round's ranking stays whole

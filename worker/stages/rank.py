@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.jobs import service as jobs
-from app.rounds import results
+from app.rounds import ranking, results
 from worker import acquisition
 from worker.context import WorkerContext
 from worker.stages.job import RoundRef, Skip, load, running
@@ -24,6 +24,17 @@ def rank_round(ctx: WorkerContext, job_id: str) -> None:
     with ctx.db.transaction() as session:
         results.apply_ranking(session, ref.round_id)
         jobs.job_progress(session, job_id, stage="evaluating", fraction=0.92)
+    drop_superseded_scores(ctx, ref.project_id, ref.number)
+
+
+def drop_superseded_scores(ctx: WorkerContext, project_id: int, serving_number: int) -> None:
+    """The previous rankings' staged scores, in short transactions of their own: leases go on between
+    them (on SQLite each holds the write lock for a moment only). A run cut short leaves rows that the
+    next round's call drops; they are never read, since leases walk the serving round's scores only."""
+    while True:
+        with ctx.db.transaction() as session:
+            if not ranking.drop_superseded(session, project_id, serving_number):
+                return
 
 
 def _whole_pool_scores(

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.jobs import service as jobs
-from app.models import Box, Image, Round, Shard
+from app.models import Box, BoxScore, Image, Round, Shard
 from app.projects.service import get_project
 from app.rounds import service as rounds
 from oracle.digits import CLASSES, generate
@@ -99,10 +99,14 @@ def test_fixed_pool_is_predicted_once_and_stages_are_idempotent(client, ctx, sce
     _run_round(ctx, job2)
     with ctx.db.transaction(write=False) as session:
         again = session.scalar(select(func.count()).select_from(Box).where(Box.source == "predicted"))
+        unlabeled = set(session.scalars(select(Box.id).where(Box.status == "unlabeled")))
         versions = set(session.scalars(select(Box.model_version).where(Box.status == "unlabeled")))
         round2 = session.scalars(select(Round).where(Round.number == 2)).one()
+        staged = session.execute(select(BoxScore.round_id, BoxScore.box_id)).all()
     assert again == boxes  # fixed: U_B comes from the first model; only its scores change
-    assert versions == {round2.model_version}
+    assert versions == {round1.model_version}  # each box names the model that predicted it
+    assert {b for r, b in staged if r == round2.id} == unlabeled  # round 2's scores rank them all
+    assert {r for r, _ in staged} == {round2.id}  # and round 1's were dropped once round 2 served
 
 
 def test_refresh_repredicts_and_keeps_answers(client, ctx, scenes) -> None:
