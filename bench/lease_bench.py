@@ -8,6 +8,9 @@ holds N scored unlabeled boxes (20 per image), then
 - http: POST /queries k=10 against a uvicorn server process, 1 client and 16 concurrent clients,
   each lease answered right after (as annotators do), so the walk never wades through held leases;
 - labels: POST /labels with batches of 50 answers, labels per second.
+``--ranking own`` (the default) serves the boxes' own informativeness, as before any round (a walk down
+``ix_boxes_queue``); ``--ranking round`` opens a round that scored every box, so leases walk its
+staged scores (``ix_box_scores_queue``), as in every round after the first.
 Prints a markdown table; figures go to docs/PERFORMANCE.md.
 """
 
@@ -35,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.db import Database  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from app.models import Box, Image, utcnow  # noqa: E402
+from app.models import Box, Image, Project, Round, utcnow  # noqa: E402
 from app.projects.schemas import ProjectCreate, ProjectSettings  # noqa: E402
 from app.projects.service import create_project, get_project  # noqa: E402
 from app.queries.service import lease  # noqa: E402
@@ -132,7 +135,42 @@ def fill(db: Database, boxes: int, settings: Settings) -> int:
     return pid
 
 
-def explain(db: Database, pid: int) -> str:
+def open_scored_round(db: Database, pid: int) -> None:
+    """Round 1 open with every box scored (in SQL, at any size): leases walk its staged scores."""
+    random_sql = "random()" if db.dialect == "postgresql" else "abs(random()) / 9223372036854775807.0"
+    with db.transaction() as session:
+        session.execute(update(Round).where(Round.project_id == pid).values(state="closed"))
+        round_ = Round(project_id=pid, number=1, state="open", model_version="bench-1", opened_at=utcnow())
+        session.add(round_)
+        session.flush()
+        session.execute(
+            text(
+                "INSERT INTO box_scores (round_id, box_id, informativeness) "
+                f"SELECT :r, id, {random_sql} FROM boxes WHERE project_id = :p"
+            ),
+            {"r": round_.id, "p": pid},
+        )
+        session.execute(update(Project).where(Project.id == pid).values(serving_round=1))
+    with db.engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+
+
+def explain(db: Database, pid: int, ranking: str = "own") -> str:
+    if ranking == "round":
+        sql = (
+            "SELECT b.id FROM boxes b JOIN box_scores s ON s.box_id = b.id WHERE s.round_id = "
+            "(SELECT id FROM rounds WHERE project_id = :p AND number = 1) AND b.status = 'unlabeled' "
+            "AND (b.lease_expires_at IS NULL OR b.lease_expires_at <= :now) "
+            "ORDER BY s.informativeness DESC, s.box_id LIMIT 10"
+        )
+        prefix, suffix = (
+            ("EXPLAIN QUERY PLAN ", "")
+            if db.dialect == "sqlite"
+            else ("EXPLAIN ", " FOR UPDATE OF b SKIP LOCKED")
+        )
+        with db.engine.connect() as conn:
+            rows = conn.execute(text(prefix + sql + suffix), {"p": pid, "now": utcnow()})
+            return " / ".join(str(r[-1]).strip() for r in rows)
     if db.dialect == "sqlite":
         sql = (
             "EXPLAIN QUERY PLAN SELECT id FROM boxes WHERE project_id = :p AND status = 'unlabeled' "
@@ -211,6 +249,12 @@ def main() -> None:
     parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 1_000_000])
     parser.add_argument("--leases", type=int, default=400, help="timed leases per measurement")
+    parser.add_argument(
+        "--ranking",
+        choices=["own", "round"],
+        default="own",
+        help="own: the boxes' own informativeness (before any round); round: a round's staged scores",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, in seconds")
     parser.add_argument(
         "--pg-url",
@@ -231,9 +275,11 @@ def main() -> None:
                     t0 = time.perf_counter()
                     settings = Settings(data_dir=workdir / "data", database_url=url, _env_file=None)
                     pid = fill(db, size, settings)
+                    if args.ranking == "round":
+                        open_scored_round(db, pid)
                     console.print(
                         f"[bold]{kind} {size:,} boxes[/] filled in {time.perf_counter() - t0:.0f}s; "
-                        f"plan: {explain(db, pid)}"
+                        f"plan: {explain(db, pid, args.ranking)}"
                     )
                     n = min(args.leases, size // 40)  # leaves the pool at least ~10% full at the end
                     svc = service_leases(db, pid, n, settings)
@@ -262,6 +308,7 @@ def main() -> None:
                 finally:
                     db.dispose()
                     drop()
+    print(f"\nranking walked: {args.ranking}")
     print(
         "\n| database | boxes | lease txn p50 / p99 (ms) | HTTP lease, 1 client p50 / p99 (ms) | "
         "HTTP lease, 16 clients p50 / p99 (ms) | 16 clients: lease+answer cycles/s | "

@@ -142,7 +142,7 @@ def _reviewed(
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         "smoke",
-        "tiny digit scenes, random box vs image queries, 2 rounds: the CI check (about a minute)",
+        "tiny digit scenes, random box vs image queries, 2 rounds: the CI check (under 2 minutes on 2 cores)",
         _digits(24, 8, 96),
         lambda: Experiment(
             name="smoke",

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Box, BoxScore, Project, Round
 
-DROP_BATCH = 20_000  # rows per transaction: short enough that leases on SQLite interleave
+DROP_BATCH = 5_000  # rows per transaction: short enough that leases on SQLite interleave
 
 
 def serving_round_id(session: Session, project: Project) -> int | None:

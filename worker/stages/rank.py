@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from app.jobs import service as jobs
@@ -27,6 +29,9 @@ def rank_round(ctx: WorkerContext, job_id: str) -> None:
     drop_superseded_scores(ctx, ref.project_id, ref.number)
 
 
+DROP_PAUSE_S = 0.02
+
+
 def drop_superseded_scores(ctx: WorkerContext, project_id: int, serving_number: int) -> None:
     """The previous rankings' staged scores, in short transactions of their own: leases go on between
     them (on SQLite each holds the write lock for a moment only). A run cut short leaves rows that the
@@ -35,6 +40,7 @@ def drop_superseded_scores(ctx: WorkerContext, project_id: int, serving_number: 
         with ctx.db.transaction() as session:
             if not ranking.drop_superseded(session, project_id, serving_number):
                 return
+        time.sleep(DROP_PAUSE_S)  # a waiting lease gets the write lock before the next batch does
 
 
 def _whole_pool_scores(
