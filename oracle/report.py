@@ -125,6 +125,14 @@ def _best(by_arm: dict[str, list[float]], arms: list[str]) -> str | None:
     return min(done, key=lambda a: float(np.mean(by_arm[a])), default=None)
 
 
+def _saving(box_cost: float, image_cost: float) -> float | None:
+    """The box arm's saving as a fraction of the image arm's cost; None where that cost is zero and the
+    box arm's is not (a level both reach at no cost is no saving: 0)."""
+    if image_cost > 0:
+        return 1 - box_cost / image_cost
+    return 0.0 if box_cost == 0 else None
+
+
 def level_table(rows: list[dict[str, Any]], levels: list[dict[str, Any]], axis: str, field: str) -> list[str]:
     """Markdown: cost per level and arm (mean [min-max] over seeds), and the paired per-seed saving of the
     best box arm over the best image arm."""
@@ -143,9 +151,13 @@ def level_table(rows: list[dict[str, Any]], levels: list[dict[str, Any]], axis: 
         box, image = _best(by_arm, box_arms), _best(by_arm, image_arms)
         saving = "-"
         if box and image:
-            pairs = [1 - b / i for b, i in zip(by_arm[box], by_arm[image], strict=True)]
-            spread = f" [{min(pairs):.0%} to {max(pairs):.0%}]" if len(pairs) > 1 else ""
-            saving = f"{box} vs {image}: {np.mean(pairs):.0%}{spread}"
+            paired = [_saving(b, i) for b, i in zip(by_arm[box], by_arm[image], strict=True)]
+            pairs = [p for p in paired if p is not None]
+            if len(pairs) < len(paired):  # no fraction of nothing: the image arm was there for free
+                saving = f"{box} vs {image}: - (the image arm reached it at no cost)"
+            else:
+                spread = f" [{min(pairs):.0%} to {max(pairs):.0%}]" if len(pairs) > 1 else ""
+                saving = f"{box} vs {image}: {np.mean(pairs):.0%}{spread}"
         lines.append(f"| {level:.0%} | " + " | ".join(_cell(by_arm[a]) for a in arms) + f" | {saving} |")
     return lines
 

@@ -118,3 +118,23 @@ def test_runs_of_different_experiments_or_the_same_seed_are_refused(tmp_path: Pa
         assert not out.exists()
     missing = CliRunner().invoke(cli, ["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")])
     assert missing.exit_code == 2 and "not an experiment directory" in missing.output
+
+
+def test_a_level_the_image_arm_holds_from_the_start_is_no_fraction_of_zero() -> None:
+    """Round 1 costs no queries; an image arm that never falls below 90% reached that level at zero cost,
+    and a box arm that dips below it first has no saving to state as a fraction (was ZeroDivisionError)."""
+    rows = []
+    for arm, unit, shares in (
+        ("box/a", "box", [0.95, 0.85, 0.97]),
+        ("image/x", "image", [0.95, 0.96, 0.97]),
+        ("full", "-", [1.0, 1.0, 1.0]),
+    ):
+        for r, share in enumerate(shares):
+            rows.append(
+                {"experiment": "toy", "dataset": "toy", "arm": arm, "unit": unit, "strategy": "s", "seed": 0,
+                 "round": r + 1, "boxes_obtained": 100 + 100 * r, "queries_answered": 50 * r,
+                 "seconds": 60.0 * r, "map50": 0.8 * share, "map": 0.4 * share, "model_version": "v",
+                 "wall_s": 1.0}
+            )  # fmt: skip
+    text = summary(rows, "toy", [], pool_boxes=1000)
+    assert "box/a vs image/x: - (the image arm reached it at no cost)" in text
