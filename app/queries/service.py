@@ -136,13 +136,14 @@ def _free_boxes(session: Session, project: Project, k: int, now: datetime) -> li
 def _claim(
     session: Session,
     project: Project,
+    model: type[Box] | type[Image],
     rows: list[Any],
     annotator: str,
     now: datetime,
     expires_at: datetime,
 ) -> list[Query]:
-    """Lease each of the locked, free ``rows`` (boxes or images) to a new query."""
-    boxes = bool(rows) and isinstance(rows[0], Box)
+    """Lease each of the locked, free ``rows`` (of ``model``) to a new query."""
+    boxes = model is Box
     queries = [
         Query(
             project_id=project.id,
@@ -161,7 +162,7 @@ def _claim(
     extra = {"round_queried": project.serving_round} if boxes else {}
     if rows:
         session.execute(
-            update(Box if boxes else Image),
+            update(model),
             [
                 {"id": row.id, "lease_query_id": query.id, "lease_expires_at": expires_at, **extra}
                 for row, query in zip(rows, queries, strict=True)
@@ -176,7 +177,7 @@ def _lease_boxes(
     found = _free_boxes(session, project, k, now)
     if not found:
         return []
-    queries = _claim(session, project, [box for box, _ in found], annotator, now, expires_at)
+    queries = _claim(session, project, Box, [box for box, _ in found], annotator, now, expires_at)
     image_ids = {box.image_id for box, _ in found}
     images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
     return [
@@ -201,7 +202,8 @@ def _lease_images(
     session: Session, project: Project, k: int, annotator: str, now: datetime, expires_at: datetime
 ) -> list[QueryOut]:
     images = list(session.scalars(_queue_walk(session, project, Image, IMAGE_QUEUE_WHERE, k, now)))
-    claimed = list(zip(images, _claim(session, project, images, annotator, now, expires_at), strict=True))
+    queries = _claim(session, project, Image, images, annotator, now, expires_at)
+    claimed = list(zip(images, queries, strict=True))
     hints: dict[int, list[Hint]] = {image.id: [] for image, _ in claimed}
     if not hints:
         return []
