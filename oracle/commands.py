@@ -43,6 +43,13 @@ def simulate(
     smoke: Annotated[
         bool, typer.Option(help="the preset at toy size (a dozen images, one round): that it runs")
     ] = False,
+    arm: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="run only these arms (repeatable; 'control' and 'full' name the control and the reference): "
+            "a long experiment made in parts, merged by `boxal report`; default: every arm"
+        ),
+    ] = None,
 ) -> None:
     """Reproduce the paper's box vs image query experiment with a simulated oracle, over the REST API."""
     from oracle.simulate import simulate as run
@@ -57,6 +64,7 @@ def simulate(
             token=token,
             rounds=rounds,
             smoke=smoke,
+            only=arm,
         )
     except ValueError as exc:
         typer.echo(str(exc), err=True)

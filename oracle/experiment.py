@@ -5,8 +5,13 @@ its own that adopts that model for round 1 (settings.initial_model), as the pape
 across methods. Each arm then serves queries that the oracle answers until the round closes (its budget:
 answers, or boxes obtained), waits for the next model, and records the round's curve point. With
 ``control``, a project that gets no new labels retrains for the same rounds and steps, so that a gain can
-be told from extra training; with ``full_supervision``, a project with every pool box, trained on the same
-schedule, gives the yardstick every level is measured against.
+be told from extra training; with ``full_supervision``, a project with every pool box, trained to convergence
+on a schedule of its own (rounds of ``full_settings`` steps until a round adds less than ``full_tolerance``
+mAP@0.5, at most ``full_rounds``), gives the yardstick every level is measured against. An arm's cheap
+equal-step schedule is no yardstick: on a pool twenty times the initial set it is a few passes over the data.
+
+``only`` runs some of the experiment's arms (a long experiment made in parts, merged by ``boxal report``);
+the initial model is trained whenever an arm or the control needs it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +59,29 @@ class Experiment:
     initial_settings: dict[str, Any] = field(default_factory=dict)  # overrides for the initial model
     round_boxes: int | None = None  # rounds close on boxes obtained, the same budget for every arm
     control: bool = False  # a project that gets no new labels, retrained every round
-    full_supervision: bool = False  # a project with every pool box, on the same schedule: the yardstick
+    full_supervision: bool = False  # a project with every pool box, trained to convergence: the yardstick
+    full_settings: dict[str, Any] = field(default_factory=dict)  # the reference's round (over settings)
+    full_rounds: int = 1  # the reference's rounds at most (warm-started when more than one)
+    full_tolerance: float = 0.01  # it stops after a round that raises its best mAP@0.5 by less than this
     cost: CostModel = field(default_factory=CostModel)
+
+    def arm_names(self) -> list[str]:
+        """Every arm a run of this experiment records besides the initial model, in the order run."""
+        return [a.name for a in self.arms] + ["control"] * self.control + ["full"] * self.full_supervision
+
+    def only(self, names: list[str]) -> Experiment:
+        """The part of this experiment that runs the named arms (a run made apart from the others)."""
+        unknown = sorted(set(names) - set(self.arm_names()))
+        if unknown:
+            raise ValueError(
+                f"unknown arm {', '.join(unknown)}; this experiment's arms: {', '.join(self.arm_names())}"
+            )
+        return replace(
+            self,
+            arms=[a for a in self.arms if a.name in names],
+            control=self.control and "control" in names,
+            full_supervision=self.full_supervision and "full" in names,
+        )
 
 
 Row = dict[str, Any]
@@ -94,10 +120,12 @@ class Runner:
         experiment: Experiment,
         out: Path,
         report: Reporter | None = None,
+        whole: Experiment | None = None,
     ) -> None:
         self.client = client
         self.dataset = dataset
         self.experiment = experiment
+        self.whole = whole or experiment  # the experiment this run is part of
         self.out = out
         self.report = report or (lambda event, data: None)
         self.rows: list[Row] = []
@@ -172,7 +200,9 @@ class Runner:
         (self.out / "experiment.json").write_text(
             json.dumps(
                 {
-                    **asdict(self.experiment),
+                    **asdict(self.whole),
+                    "ran": ["initial"] * bool(self.experiment.arms or self.experiment.control)
+                    + self.experiment.arm_names(),
                     "dataset": self.dataset.name,
                     "pool_images": len(self.dataset.pool),
                     "pool_boxes": self.dataset.pool_boxes,
@@ -191,18 +221,19 @@ class Runner:
         experiment = self.experiment
         rng = random.Random(seed)
         initial = rng.sample(self.dataset.pool, min(experiment.initial_images, len(self.dataset.pool)))
-        base = {**experiment.settings, "seed": seed}
-        started = time.monotonic()
-        init_pid = self._project(
-            f"s{seed}-initial", {**base, **experiment.initial_settings}, initial, initial
-        )
-        self._wait("initial", self.client.start_round(init_pid)["job_id"])
-        initial_model = self.client.rounds(init_pid)[1]["model_version"]
-        self._record("initial", "-", "-", seed, init_pid, started)
-        for arm in experiment.arms:
-            self.run_arm(arm, seed, initial, initial_model)
-        if experiment.control:
-            self.run_control(seed, initial, initial_model)
+        if experiment.arms or experiment.control:
+            base = {**experiment.settings, "seed": seed}
+            started = time.monotonic()
+            init_pid = self._project(
+                f"s{seed}-initial", {**base, **experiment.initial_settings}, initial, initial
+            )
+            self._wait("initial", self.client.start_round(init_pid)["job_id"])
+            initial_model = self.client.rounds(init_pid)[1]["model_version"]
+            self._record("initial", "-", "-", seed, init_pid, started)
+            for arm in experiment.arms:
+                self.run_arm(arm, seed, initial, initial_model)
+            if experiment.control:
+                self.run_control(seed, initial, initial_model)
         if experiment.full_supervision:
             self.run_full(seed)
 
@@ -216,16 +247,21 @@ class Runner:
         self._retrain("control", pid, seed, started)
 
     def run_full(self, seed: int) -> None:
-        """Every pool box labeled, the initial model's schedule then the arms' rounds: the reference."""
+        """Every pool box labeled, trained round after round (warm-started) until a round raises its best
+        mAP@0.5 by less than the tolerance, or its rounds run out: the reference."""
         experiment = self.experiment
         started = time.monotonic()
-        base = {**experiment.settings, "seed": seed}
+        settings = {**experiment.settings, **experiment.full_settings, "seed": seed, "warm_start": True}
         pool = self.dataset.pool
-        pid = self._project(f"s{seed}-full", {**base, **experiment.initial_settings}, pool, pool)
-        self._wait("full", self.client.start_round(pid)["job_id"])
-        self._record("full", "-", "-", seed, pid, started)
-        self.client.update_settings(pid, experiment.settings)  # then the arms' rounds
-        self._retrain("full", pid, seed, started)
+        pid = self._project(f"s{seed}-full", settings, pool, pool)
+        best = None
+        for _ in range(experiment.full_rounds):
+            self._wait("full", self.client.start_round(pid)["job_id"])
+            self._record("full", "-", "-", seed, pid, started)
+            now = float(self.client.curve(pid)[-1]["map50"] or 0.0)
+            if best is not None and now - best < experiment.full_tolerance:
+                return
+            best = now if best is None else max(best, now)
 
     def run_arm(self, arm: Arm, seed: int, initial: list[ImageRecord], initial_model: str) -> None:
         experiment = self.experiment

@@ -2,7 +2,8 @@
 (oracle/plots.py), and a markdown summary whose every number the CSVs reproduce.
 
 Levels are percentages of the fully supervised reference: per seed, the test mAP@0.5 of the same model on
-the whole pool fully labeled, trained on the same schedule (the last round of the ``full`` project). A run
+the whole pool fully labeled, trained to convergence (the last round of the ``full`` project; the summary
+states its schedule and whether it converged). A run
 without it falls back to the best final mAP@0.5 of any arm, and says so. A level counts as reached from the
 cost at which the curve stays at or above it for the rest of the run (oracle/levels.py); the first-touch
 figure of earlier reports stands beside it, labeled.
@@ -49,7 +50,10 @@ def relative(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """Rows with ``map50_of_full`` (mAP@0.5 over the reference), and what the reference is."""
     refs: dict[int, float] = references(rows)
     if refs and min(refs.values()) > 0:
-        what = "the fully supervised model's mAP@0.5 (same model and schedule, every pool box), per seed"
+        what = (
+            "the fully supervised model's mAP@0.5 (the same model on every pool box, trained to "
+            "convergence: its section below), per seed"
+        )
     else:
         why = (
             "its fully supervised reference scored 0"
@@ -234,7 +238,50 @@ def finals_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def summary(rows: list[dict[str, Any]], title: str, runs: list[dict[str, Any]], pool_boxes: int) -> str:
+def reference_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[str]:
+    """Markdown: the reference's schedule and, per seed, its mAP@0.5 round by round and whether it
+    stopped because it had converged or because its rounds ran out."""
+    full = [r for r in rows if r["arm"] == "full"]
+    if not full:
+        return []
+    steps = {**spec.get("settings", {}), **spec.get("full_settings", {})}.get("iterations")
+    tolerance, most = spec.get("full_tolerance"), spec.get("full_rounds")
+    lines = [
+        "",
+        "## The fully supervised reference",
+        "",
+        f"The same model on every pool box, warm-started rounds of {steps or 'the preset’s'} optimizer "
+        f"steps until a round raised its best mAP@0.5 by less than {tolerance}"
+        f"{f', at most {most} rounds' if most else ''}; the reference is its last round.",
+        "",
+        "| seed | steps | mAP@0.5 round by round | last round's gain | stopped |",
+        "| ---: | ---: | --- | ---: | --- |",
+    ]
+    for seed in sorted({r["seed"] for r in full}):
+        curve = [r["map50"] or 0.0 for r in sorted(full, key=lambda r: r["round"]) if r["seed"] == seed]
+        gain = curve[-1] - max(curve[:-1]) if len(curve) > 1 else None
+        converged = gain is not None and tolerance is not None and gain < tolerance
+        lines.append(
+            f"| {seed} | {len(curve) * steps if steps else '-'} | {', '.join(f'{m:.3f}' for m in curve)} | "
+            f"{'-' if gain is None else f'{gain:+.3f}'} | "
+            f"{'converged' if converged else 'still rising at its last round: not shown to have converged'} |"
+        )
+    for seed, models in sorted(spec.get("initial_models", {}).items()):
+        lines.append(
+            f"\nSeed {seed}'s runs trained initial models that differ (mAP@0.5 "
+            f"{', '.join(f'{model:.3f}' for model in (m['map50'] for m in models))}): each run's arms start "
+            "from their own."
+        )
+    return lines
+
+
+def summary(
+    rows: list[dict[str, Any]],
+    title: str,
+    runs: list[dict[str, Any]],
+    pool_boxes: int,
+    spec: dict[str, Any] | None = None,
+) -> str:
     rows, reference = relative(rows)
     levels = level_rows(rows)
     seeds = sorted({r["seed"] for r in rows})
@@ -277,12 +324,18 @@ def summary(rows: list[dict[str, Any]], title: str, runs: list[dict[str, Any]], 
         "## Final points (mean over seeds)",
         "",
         *finals_table(rows),
+        *reference_section(rows, spec or {}),
     ]
     return "\n".join(lines) + "\n"
 
 
 def write_all(
-    rows: list[dict[str, Any]], out: Path, title: str, runs: list[dict[str, Any]], pool_boxes: int
+    rows: list[dict[str, Any]],
+    out: Path,
+    title: str,
+    runs: list[dict[str, Any]],
+    pool_boxes: int,
+    spec: dict[str, Any] | None = None,
 ) -> None:
     from oracle.plots import plot
 
@@ -298,17 +351,33 @@ def write_all(
         writer.writeheader()
         writer.writerows(level_rows(with_reference))
     plot(with_reference, out, title, curves)
-    (out / "summary.md").write_text(summary(rows, title, runs, pool_boxes))
+    (out / "summary.md").write_text(summary(rows, title, runs, pool_boxes, spec or {}))
+
+
+def _ran(spec: dict[str, Any]) -> list[str]:
+    """The arms a run recorded (runs made before arms could be chosen ran them all)."""
+    if "ran" in spec:
+        return list(spec["ran"])
+    arms = [a.get("label") or f"{a['unit']}/{a['strategy']}" for a in spec["arms"]]
+    return (
+        ["initial", *arms]
+        + ["control"] * bool(spec.get("control"))
+        + ["full"] * bool(spec.get("full_supervision"))
+    )
 
 
 def merge_runs(runs: list[Path], out: Path, command: str) -> list[dict[str, Any]]:
-    """Merge the rounds of runs of one experiment made separately (seeds run apart, on other machines or
-    at other times) into one report under ``out``: rounds.jsonl, CSVs, plots and a summary whose spread
-    covers every seed. Runs must share the experiment's settings and may not repeat a seed."""
+    """Merge the rounds of runs of one experiment made separately (seeds or arms run apart, on other
+    machines or at other times) into one report under ``out``: rounds.jsonl, CSVs, plots and a summary
+    whose spread covers every seed. Runs must share the experiment's settings and may not repeat an arm of
+    a seed; each run of a seed trains its own initial model, and the first run's initial point is kept
+    (where another run's differs, experiment.json's ``initial_models`` says so: that run's arms start from
+    their own, which their round 1 records)."""
     settings: dict[str, Any] | None = None
     rows: list[dict[str, Any]] = []
     made: list[dict[str, Any]] = []
-    seen: dict[int, Path] = {}
+    seen: dict[tuple[int, str], Path] = {}
+    initial: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         log = run / "rounds.jsonl"
         if not log.is_file():
@@ -317,22 +386,38 @@ def merge_runs(runs: list[Path], out: Path, command: str) -> list[dict[str, Any]
         seeds = spec.pop("seeds")
         made += spec.pop("runs", [{"command": str(run)}])
         spec.pop("environment", None)
+        ran = _ran(spec)
+        spec.pop("ran", None)
         if settings is None:
             settings = spec
         elif spec != settings:
             changed = sorted(k for k in spec.keys() | settings.keys() if spec.get(k) != settings.get(k))
             raise ValueError(f"{run} is a different experiment from {runs[0]}: {', '.join(changed)} differ")
         for seed in seeds:
-            if seed in seen:
-                raise ValueError(f"seed {seed} is in both {seen[seed]} and {run}")
-            seen[seed] = run
-        rows += [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            for arm in ran:
+                if arm == "initial":
+                    continue
+                if (seed, arm) in seen:
+                    raise ValueError(f"seed {seed}'s {arm} is in both {seen[seed, arm]} and {run}")
+                seen[seed, arm] = run
+        for row in (json.loads(line) for line in log.read_text().splitlines() if line.strip()):
+            if row["arm"] == "initial":
+                initial[row["seed"]].append({"run": str(run), "map50": row["map50"]})
+                if len(initial[row["seed"]]) > 1:
+                    continue
+            rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
     assert settings is not None
     made.append({"command": command})
-    merged = {**settings, "seeds": sorted(seen), "runs": made}
+    seeds = sorted({seed for seed, _ in seen})
+    differ = {
+        str(seed): models
+        for seed, models in initial.items()
+        if len({round(m["map50"], 9) for m in models}) > 1
+    }
+    merged = {**settings, "seeds": seeds, "runs": made, **({"initial_models": differ} if differ else {})}
     (out / "experiment.json").write_text(json.dumps(merged, indent=2) + "\n")
     (out / "rounds.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    title = f"{settings['name']}: box vs image queries ({settings['dataset']}), seeds {sorted(seen)}"
-    write_all(rows, out, title, made, int(settings.get("pool_boxes") or 0))
+    title = f"{settings['name']}: box vs image queries ({settings['dataset']}), seeds {seeds}"
+    write_all(rows, out, title, made, int(settings.get("pool_boxes") or 0), merged)
     return rows

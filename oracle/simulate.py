@@ -42,6 +42,7 @@ def simulate(
     token: str | None,
     rounds: int | None,
     smoke: bool = False,
+    only: list[str] | None = None,
 ) -> Path:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -51,15 +52,20 @@ def simulate(
         experiment.seeds = seeds
     if rounds is not None:
         experiment.rounds = rounds
+    if only:
+        experiment.only(only)  # unknown arm names fail before any work
     out.mkdir(parents=True, exist_ok=True)
     with console.status(f"preparing the {preset} data set"):
         dataset = chosen.dataset(data, out)
     if smoke:
         dataset, experiment = miniature(dataset, experiment)
+    whole = experiment  # what experiment.json records; a run of some arms says which it ran
+    if only:
+        experiment = experiment.only(only)
     console.print(
         f"[bold]{preset}[/]: {chosen.description}\n{len(dataset.pool)} pool images "
         f"({dataset.pool_boxes} boxes), {len(dataset.test)} test images; arms "
-        f"{', '.join(a.name for a in experiment.arms)}; seeds {experiment.seeds}"
+        f"{', '.join(experiment.arm_names())}; seeds {experiment.seeds}"
     )
     args = [a for a in sys.argv[2:] if a not in (token or "")]
     command = (
@@ -85,11 +91,11 @@ def simulate(
         ) as progress,
     ):
         client = BoxalClient(server_url, token=server_token)
-        arms = ["initial", *(a.name for a in experiment.arms)]
-        arms += ["control"] * experiment.control + ["full"] * experiment.full_supervision
+        arms = ["initial"] * bool(experiment.arms or experiment.control) + experiment.arm_names()
+        totals = {"initial": 1, "full": experiment.full_rounds}
         tasks = {
             (arm, seed): progress.add_task(
-                f"seed {seed} {arm}", total=1 if arm == "initial" else experiment.rounds + 1, status="waiting"
+                f"seed {seed} {arm}", total=totals.get(arm, experiment.rounds + 1), status="waiting"
             )
             for seed in experiment.seeds
             for arm in arms
@@ -112,7 +118,7 @@ def simulate(
                         progress.update(task, status=stage)
                         break
 
-        runner = Runner(client, dataset, experiment, out, report)
+        runner = Runner(client, dataset, experiment, out, report, whole=whole)
         try:
             rows = runner.run()
         finally:
@@ -123,10 +129,10 @@ def simulate(
         "wall_s": round(time.monotonic() - started, 1),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}",
     }
-    spec = json.loads((out / "experiment.json").read_text())
-    (out / "experiment.json").write_text(json.dumps({**spec, "runs": [run]}, indent=2, default=str))
+    spec = {**json.loads((out / "experiment.json").read_text()), "runs": [run]}
+    (out / "experiment.json").write_text(json.dumps(spec, indent=2, default=str))
     title = f"{preset}: box vs image queries ({dataset.name})"
-    write_all(rows, out, title, [run], dataset.pool_boxes)
+    write_all(rows, out, title, [run], dataset.pool_boxes, spec)
     console.print(
         f"done in {run['wall_s']:.0f} s ({(run['cpu_s'] or 0) / 3600:.1f} CPU hours): {out / 'summary.md'}"
     )
@@ -148,6 +154,8 @@ def miniature(dataset: Dataset, experiment: Experiment) -> tuple[Dataset, Experi
         round_boxes=None if experiment.round_boxes is None else 10,
         settings=settings,
         initial_settings={**experiment.initial_settings, "iterations": 4},
+        full_settings={**experiment.full_settings, "iterations": 4},
+        full_rounds=min(experiment.full_rounds, 2),
     )
     return small, tiny
 

@@ -13,7 +13,16 @@ from typer.testing import CliRunner
 from app.cli import cli
 from oracle.report import summary
 
-SPEC = {"name": "toy", "dataset": "toy", "initial_images": 2, "rounds": 2, "pool_boxes": 1000}
+ARMS = [
+    {"unit": "box", "strategy": "s", "label": "box/a"},
+    {"unit": "box", "strategy": "s", "label": "box/b"},
+    {"unit": "image", "strategy": "s", "label": "image/x"},
+]
+SPEC = {
+    "name": "toy", "dataset": "toy", "initial_images": 2, "rounds": 2, "pool_boxes": 1000, "arms": ARMS,
+    "control": True, "full_supervision": True, "settings": {"iterations": 10},
+    "full_settings": {"iterations": 50}, "full_rounds": 4, "full_tolerance": 0.01,
+}  # fmt: skip
 FULL = {0: 0.8, 1: 0.5}  # each seed's fully supervised mAP@0.5
 
 
@@ -69,12 +78,58 @@ def test_a_curve_that_touches_a_level_and_falls_back_is_not_counted_as_reaching_
     assert "| 90% | 200 | 198 |" in first  # but it touched it at 198 boxes
 
 
-def _run(folder: Path, seed: int, spec: dict | None = None) -> Path:
+def _run(
+    folder: Path, seed: int, spec: dict | None = None, ran: list[str] | None = None, initial: float = 0.5
+) -> Path:
+    """A run's folder; ``ran`` names the arms it ran (default: every arm, as runs before arms could be
+    chosen recorded nothing); ``initial`` is its initial model's share of the reference."""
     folder.mkdir(parents=True)
     runs = [{"command": f"boxal simulate --seed {seed}", "cpu_s": 3600.0, "machine": "2 CPUs"}]
-    (folder / "experiment.json").write_text(json.dumps({**(spec or SPEC), "seeds": [seed], "runs": runs}))
-    (folder / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(seed)))
+    made = {**(spec or SPEC), "seeds": [seed], "runs": runs, **({"ran": ran} if ran else {})}
+    (folder / "experiment.json").write_text(json.dumps(made))
+    rows = [r for r in _rows(seed) if ran is None or r["arm"] in ran]
+    for row in rows:
+        if row["arm"] == "initial":
+            row["map50"] = initial * FULL[seed]
+    (folder / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
+
+
+def test_arms_of_a_seed_run_apart_merge_and_a_repeated_arm_is_refused(tmp_path: Path) -> None:
+    boxes = _run(tmp_path / "boxes", 0, ran=["initial", "box/a", "box/b"])
+    rest = _run(tmp_path / "rest", 0, ran=["initial", "image/x", "control", "full"], initial=0.52)
+    out = tmp_path / "merged"
+    done = CliRunner().invoke(cli, ["report", str(boxes), str(rest), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert sorted({r["arm"] for r in rows}) == ["box/a", "box/b", "control", "full", "image/x", "initial"]
+    assert [r["map50"] for r in rows if r["arm"] == "initial"] == [0.5 * FULL[0]]  # the first run's, once
+    merged = json.loads((out / "experiment.json").read_text())
+    assert merged["seeds"] == [0] and "ran" not in merged
+    assert [m["map50"] for m in merged["initial_models"]["0"]] == [0.4, 0.52 * FULL[0]]
+    assert (
+        "Seed 0's runs trained initial models that differ (mAP@0.5 0.400, 0.416)"
+        in (out / "summary.md").read_text()
+    )
+    again = _run(tmp_path / "again", 0, ran=["initial", "image/x"])
+    done = CliRunner().invoke(
+        cli, ["report", str(boxes), str(rest), str(again), "--out", str(tmp_path / "m")]
+    )
+    assert done.exit_code == 2 and "seed 0's image/x is in both" in done.output
+
+
+def test_the_reference_section_says_whether_the_reference_converged() -> None:
+    rows = _rows(0) + _rows(1)
+    last = next(r for r in rows if r["arm"] == "full" and r["seed"] == 1 and r["round"] == 2)
+    rows.append({**last, "round": 3, "map50": 1.01 * FULL[1]})  # seed 1 gains 0.005 in a third round
+    text = summary(rows, "toy", [], pool_boxes=1000, spec=SPEC)
+    section = text.split("## The fully supervised reference")[1]
+    assert "rounds of 50 optimizer steps until a round raised its best mAP@0.5 by less than 0.01" in section
+    assert (
+        "| 0 | 100 | 0.720, 0.800 | +0.080 | still rising at its last round: not shown to have converged |"
+        in section
+    )
+    assert "| 1 | 150 | 0.450, 0.500, 0.505 | +0.005 | converged |" in section
 
 
 def test_runs_of_other_seeds_merge_into_one_report_the_csvs_reproduce(tmp_path: Path) -> None:
@@ -111,7 +166,7 @@ def test_runs_of_different_experiments_or_the_same_seed_are_refused(tmp_path: Pa
     a = _run(tmp_path / "s0", 0)
     other = _run(tmp_path / "other", 1, {**SPEC, "rounds": 3})
     again = _run(tmp_path / "again", 0)
-    for run, message in ((other, "rounds differ"), (again, "seed 0 is in both")):
+    for run, message in ((other, "rounds differ"), (again, "seed 0's box/a is in both")):
         out = tmp_path / f"merged-{run.name}"
         done = CliRunner().invoke(cli, ["report", str(a), str(run), "--out", str(out)])
         assert done.exit_code == 2 and message in done.output
