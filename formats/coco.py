@@ -19,6 +19,7 @@ class CocoImage:
     file_name: str
     width: int | None
     height: int | None
+    external_id: str | None = None  # boxal's own exports name the image as boxal knows it
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,16 @@ def _images(raw_images: list[Any], problems: _Problems) -> list[CocoImage]:
             problems.add(f"images[{i}] has an invalid height {height!r}")
             height = None
         file_name = str(raw.get("file_name") or raw["id"])
-        images.append(CocoImage(raw["id"], file_name, _int_or_none(width), _int_or_none(height)))
+        external = raw.get("boxal_external_id")
+        images.append(
+            CocoImage(
+                raw["id"],
+                file_name,
+                _int_or_none(width),
+                _int_or_none(height),
+                external if isinstance(external, str) and external else None,
+            )
+        )
     if len({image.id for image in images}) != len(images):
         problems.add("image ids are not unique")
     return images

@@ -109,3 +109,29 @@ def image_path(root: str | Path, annotation: VocAnnotation) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def voc_xml(file_name: str, width: int, height: int, objects: list[tuple[str, list[float]]]) -> bytes:
+    """One annotation file for ``objects`` (class name, [x1, y1, x2, y2] pixels): corners become VOC's
+    1-based whole pixels (``xmin = round(x1) + 1``, ``xmax = round(x2)``, the inverse of the reader), a box
+    under a pixel keeping one pixel."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "JPEGImages"
+    ET.SubElement(root, "filename").text = file_name
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = "0"
+    for name, (x1, y1, x2, y2) in objects:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        xmin, ymin = round(x1) + 1, round(y1) + 1
+        corners = (xmin, ymin, max(round(x2), xmin), max(round(y2), ymin))
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), corners, strict=True):
+            ET.SubElement(box, tag).text = str(value)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n"

@@ -120,3 +120,19 @@ def _parse_line(number: int, fields: list[str], names: list[str], width: int, he
         return bad(f"line {number}: coordinates outside [0, 1] ({' '.join(fields[1:])[:60]})", class_index)
     bbox = [corners[0] * width, corners[1] * height, corners[2] * width, corners[3] * height]
     return YoloObject(number, class_index, names[class_index], bbox, None)
+
+
+def label_line(class_index: int, bbox: list[float], width: int, height: int) -> str:
+    """``class cx cy w h``, normalised to [0, 1] with six decimals (the reader's inverse)."""
+    x1, y1, x2, y2 = bbox
+    values = ((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height)
+    return f"{class_index} " + " ".join(f"{min(max(v, 0.0), 1.0):.6f}" for v in values)
+
+
+def data_yaml(names: list[str], subsets: list[str]) -> str:
+    """``data.yaml`` for a directory of the given subsets: ``path`` is the directory itself, ``train`` the
+    first subset, ``val`` the second (or the first again), ``names`` a mapping id -> name."""
+    train = subsets[0] if subsets else "train"
+    val = subsets[1] if len(subsets) > 1 else train
+    data = {"path": ".", "train": f"{train}/images", "val": f"{val}/images", "names": dict(enumerate(names))}
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -53,7 +53,11 @@ def coco_sources(body: CocoImport, settings: Settings) -> list[SourceImage]:
         raise Invalid(f"COCO data: {'; '.join(exc.problems)}") from exc
     sources: dict[Any, SourceImage] = {
         image.id: SourceImage(
-            keys=[str(image.id), Path(image.file_name).stem],
+            keys=[
+                *([image.external_id] if image.external_id else []),
+                str(image.id),
+                Path(image.file_name).stem,
+            ],
             file_name=Path(image.file_name).name,
             width=image.width,
             height=image.height,

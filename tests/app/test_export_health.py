@@ -17,7 +17,7 @@ def test_export_is_coco_with_xywh_boxes(client, database, tmp_path: Path) -> Non
     assert "predictions" not in plain
     full = client.get(f"/v1/projects/{pid}/export", params={"predictions": "true"}).json()
     assert len(full["predictions"]) == 1 and full["predictions"][0]["score"] == 0.6
-    assert client.get(f"/v1/projects/{pid}/export", params={"format": "voc"}).status_code == 422
+    assert client.get(f"/v1/projects/{pid}/export", params={"format": "csv"}).status_code == 422
 
 
 def test_health_metrics_and_error_shapes(client) -> None:
