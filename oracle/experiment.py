@@ -24,13 +24,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from boxal.client import Client
 from oracle.answers import Oracle
-from oracle.client import BoxalClient, BoxalError
 from oracle.cost import CostModel
 from oracle.datasets import Dataset, ImageRecord
 from oracle.provenance import environment
 
 LEASE_BATCH = 50
+
+
+class RoundFailed(RuntimeError):
+    """A round's job failed on the server: the experiment cannot go on."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def _coco(images: list[ImageRecord], classes: list[str]) -> dict[str, Any]:
 class Runner:
     def __init__(
         self,
-        client: BoxalClient,
+        client: Client,
         dataset: Dataset,
         experiment: Experiment,
         out: Path,
@@ -159,7 +163,7 @@ class Runner:
     def _wait(self, arm: str, job_id: str) -> dict[str, Any]:
         job = self.client.wait_job(job_id, on_progress=lambda j: self.report("job", {"arm": arm, "job": j}))
         if job["state"] != "succeeded":
-            raise BoxalError(f"{arm}: round job {job_id} failed: {job.get('error')}")
+            raise RoundFailed(f"{arm}: round job {job_id} failed: {job.get('error')}")
         return job
 
     def _record(self, arm: str, unit: str, strategy: str, seed: int, pid: int, started: float) -> None:

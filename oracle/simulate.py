@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from oracle.client import BoxalClient
+from boxal.client import Client
 from oracle.datasets import Dataset
 from oracle.experiment import Experiment, Runner
 from oracle.presets import PRESETS
@@ -90,7 +90,7 @@ def simulate(
             console=console,
         ) as progress,
     ):
-        client = BoxalClient(server_url, token=server_token)
+        client = Client(server_url, token=server_token)
         arms = ["initial"] * bool(experiment.arms or experiment.control) + experiment.arm_names()
         totals = {"initial": 1, "full": experiment.full_rounds}
         tasks = {

@@ -35,6 +35,8 @@ def _top(name: str) -> str:
 def test_the_oracle_talks_to_boxal_over_http_only() -> None:
     for path in _python("oracle"):
         assert not {_top(n) for n in _imports(path)} & {"app", "worker"}, path
+    for path in _python("boxal"):  # the client library: httpx and the standard library
+        assert not {_top(n) for n in _imports(path)} & {"app", "worker", "oracle", "formats"}, path
 
 
 def test_benchmarks_import_no_tests_and_formats_imports_no_boxal() -> None:

@@ -1,0 +1,1 @@
+"""boxal's Python client: ``from boxal.client import Client``."""
