@@ -6,9 +6,10 @@ across methods. Each arm then serves queries that the oracle answers until the r
 answers, or boxes obtained), waits for the next model, and records the round's curve point. With
 ``control``, a project that gets no new labels retrains for the same rounds and steps, so that a gain can
 be told from extra training; with ``full_supervision``, a project with every pool box, trained to convergence
-on a schedule of its own (rounds of ``full_settings`` steps until a round adds less than ``full_tolerance``
-mAP@0.5, at most ``full_rounds``), gives the yardstick every level is measured against. An arm's cheap
-equal-step schedule is no yardstick: on a pool twenty times the initial set it is a few passes over the data.
+on a schedule of its own (rounds of ``full_settings`` steps until a round raises its best mAP@0.5 by less
+than ``full_tolerance`` of it, at most ``full_rounds``), gives the yardstick every level is measured
+against. An arm's cheap equal-step schedule is no yardstick: on a pool twenty times the initial set it is
+a few passes over the data.
 
 ``only`` runs some of the experiment's arms (a long experiment made in parts, merged by ``boxal report``);
 the initial model is trained whenever an arm or the control needs it.
@@ -66,7 +67,7 @@ class Experiment:
     full_supervision: bool = False  # a project with every pool box, trained to convergence: the yardstick
     full_settings: dict[str, Any] = field(default_factory=dict)  # the reference's round (over settings)
     full_rounds: int = 1  # the reference's rounds at most (warm-started when more than one)
-    full_tolerance: float = 0.01  # it stops after a round that raises its best mAP@0.5 by less than this
+    full_tolerance: float = 0.02  # it stops after a round that raises its best mAP@0.5 by under this share
     cost: CostModel = field(default_factory=CostModel)
 
     def arm_names(self) -> list[str]:
@@ -252,7 +253,8 @@ class Runner:
 
     def run_full(self, seed: int) -> None:
         """Every pool box labeled, trained round after round (warm-started) until a round raises its best
-        mAP@0.5 by less than the tolerance, or its rounds run out: the reference."""
+        mAP@0.5 by less than the tolerance (a share of that best: a fixed step would stop a reference still
+        near zero), or its rounds run out: the reference."""
         experiment = self.experiment
         started = time.monotonic()
         settings = {**experiment.settings, **experiment.full_settings, "seed": seed, "warm_start": True}
@@ -263,7 +265,7 @@ class Runner:
             self._wait("full", self.client.start_round(pid)["job_id"])
             self._record("full", "-", "-", seed, pid, started)
             now = float(self.client.curve(pid)[-1]["map50"] or 0.0)
-            if best is not None and now - best < experiment.full_tolerance:
+            if best is not None and now - best < experiment.full_tolerance * best:
                 return
             best = now if best is None else max(best, now)
 

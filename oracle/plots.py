@@ -17,7 +17,7 @@ AXIS_LABELS = {
 }
 
 
-def _style(arm: str) -> str:
+def style(arm: str) -> str:
     return "-" if arm.startswith("box") else ("--" if arm.startswith("image") else ":")
 
 
@@ -57,22 +57,20 @@ def plot(rows: list[dict[str, Any]], out: Path, title: str, curves: Callable[...
             ends = [c[-1][0] for c in seeds.values()]
             grid = np.linspace(min(c[0][0] for c in seeds.values()), min(ends), 50)
             ys = 100 * np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in seeds.values()])
-            (line,) = ax.plot(grid, ys.mean(axis=0), _style(arm), label=f"{arm} ({len(seeds)} seeds)")
+            (line,) = ax.plot(grid, ys.mean(axis=0), style(arm), label=f"{arm} ({len(seeds)} seeds)")
             if len(seeds) > 1:
                 ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=line.get_color(), alpha=0.15)
             for c in seeds.values():
                 ax.plot(c[:, 0], 100 * c[:, 1], "o", color=line.get_color(), markersize=3, alpha=0.6)
         paths.append(_save(fig, ax, out / f"map50_vs_{axis}.png"))
-    fig, ax = _axes(
-        title, "round (the control and the reference train as the arms do, without new labels)", reference
-    )
+    fig, ax = _axes(title, "round (the control trains as the arms do, without new labels)", reference)
     by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row["arm"] != "initial" and row.get("map50_of_full") is not None:
+    for row in rows:  # the reference's rounds are its own schedule's: it is the 100% line here
+        if row["arm"] not in ("initial", "full") and row.get("map50_of_full") is not None:
             by[row["arm"]][row["round"]].append(100 * row["map50_of_full"])
     for arm, rounds in sorted(by.items()):
         numbers = sorted(rounds)
         means = [float(np.mean(rounds[n])) for n in numbers]
-        ax.plot(numbers, means, _style(arm) + "o", markersize=3, label=arm)
+        ax.plot(numbers, means, style(arm) + "o", markersize=3, label=arm)
     paths.append(_save(fig, ax, out / "map50_vs_round.png"))
     return paths

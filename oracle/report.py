@@ -251,7 +251,8 @@ def reference_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[
         "## The fully supervised reference",
         "",
         f"The same model on every pool box, warm-started rounds of {steps or 'the preset’s'} optimizer "
-        f"steps until a round raised its best mAP@0.5 by less than {tolerance}"
+        f"steps until a round raised its best mAP@0.5 by less than "
+        f"{'a set share' if tolerance is None else f'{tolerance:.0%}'} of it"
         f"{f', at most {most} rounds' if most else ''}; the reference is its last round.",
         "",
         "| seed | steps | mAP@0.5 round by round | last round's gain | stopped |",
@@ -260,7 +261,7 @@ def reference_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[
     for seed in sorted({r["seed"] for r in full}):
         curve = [r["map50"] or 0.0 for r in sorted(full, key=lambda r: r["round"]) if r["seed"] == seed]
         gain = curve[-1] - max(curve[:-1]) if len(curve) > 1 else None
-        converged = gain is not None and tolerance is not None and gain < tolerance
+        converged = gain is not None and tolerance is not None and gain < tolerance * max(curve[:-1])
         lines.append(
             f"| {seed} | {len(curve) * steps if steps else '-'} | {', '.join(f'{m:.3f}' for m in curve)} | "
             f"{'-' if gain is None else f'{gain:+.3f}'} | "
@@ -337,6 +338,7 @@ def write_all(
     pool_boxes: int,
     spec: dict[str, Any] | None = None,
 ) -> None:
+    from oracle.classes import write_classes
     from oracle.plots import plot
 
     with_reference, _ = relative(rows)
@@ -351,6 +353,7 @@ def write_all(
         writer.writeheader()
         writer.writerows(level_rows(with_reference))
     plot(with_reference, out, title, curves)
+    write_classes(rows, out, title)
     (out / "summary.md").write_text(summary(rows, title, runs, pool_boxes, spec or {}))
 
 

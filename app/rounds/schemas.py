@@ -31,6 +31,18 @@ class RoundStarted(BaseModel):
     job_id: str
 
 
+class ClassPoint(BaseModel):
+    class_: str = Field(alias="class", description="the class name")
+    ap: float | None = Field(description="AP@[.5:.95] on the test split (pycocotools); null: no test box")
+    ap50: float | None = Field(description="AP@0.5 on the test split; null: the class has no test box")
+    labeled: int = Field(description="labeled boxes the round trained on")
+    noisy: int = Field(description="noisy boxes (unanswered predictions) the round trained on")
+    queued: int = Field(description="unanswered predicted boxes waiting in the pool")
+    test_boxes: int = Field(description="ground-truth boxes of the test split")
+
+    model_config = {"populate_by_name": True, "serialize_by_alias": True}
+
+
 class CurvePoint(BaseModel):
     round: int
     boxes_obtained: int
@@ -40,6 +52,7 @@ class CurvePoint(BaseModel):
     map50: float | None
     model_version: str | None
     notice: str | None = Field(None, description="as the round's: why it served image queries")
+    per_class: list[ClassPoint] | None = Field(None, description="per class: AP on the test split, counts")
 
 
 class Curve(BaseModel):

@@ -157,6 +157,7 @@ def curve(session: Session, project_id: int, *, limit: int, cursor: int | None) 
             map50=(r.metrics or {}).get("map50"),
             model_version=r.model_version,
             notice=(r.pool_stats or {}).get("notice"),
+            per_class=(r.metrics or {}).get("per_class"),
         )
         for r in session.scalars(stmt)
     ]

@@ -11,6 +11,7 @@ from app.jobs import service as jobs
 from app.models import Project, Round
 from app.projects.service import get_project
 from app.rounds import results, service
+from app.rounds.class_counts import class_counts
 from app.rounds.training_set import training_set
 from tests.factories import coco_for, create_project, import_coco, register_images, seed_pool
 
@@ -106,7 +107,11 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
     with database.transaction() as session:
         results.apply_ranking(session, round_id)
         results.apply_ranking(session, round_id)
-        results.record_evaluation(session, round_id, {"map": 0.25, "map50": 0.5})
+        per_class = [
+            {"class": name, "ap": 0.2, "ap50": 0.4, "labeled": 1, "noisy": 0, "queued": 2, "test_boxes": 3}
+            for name in ("cat", "dog")
+        ]
+        results.record_evaluation(session, round_id, {"map": 0.25, "map50": 0.5, "per_class": per_class})
         jobs.job_succeeded(session, job_id)
     leased = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a", "unit": "box"})
     queries = leased.json()["queries"]
@@ -126,6 +131,7 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
             "map50": 0.5,
             "model_version": "r1-abc",
             "notice": None,
+            "per_class": per_class,
         }
     ]
     job = client.get(f"/v1/jobs/{job_id}").json()
@@ -203,6 +209,29 @@ def test_training_set_is_the_snapshot_taken_at_close(client, database, tmp_path)
     assert boxes[0].bbox == [0, 0, 8, 8]
     assert boxes[1].bbox == [14.0, 2.0, 19.0, 20.0]  # predicted coordinates, not the later answer
     assert [(b.noisy, b.bbox) for b in training[images[0]["id"]].boxes] == [(False, [1, 1, 9, 9])]
+
+
+def test_class_counts_are_the_round_training_set_and_the_queue_by_class(client, database, tmp_path) -> None:
+    project, images = _project_with_seed(client, database, tmp_path)  # img00000: one cat, fully labeled
+    pid = project["id"]
+    box_ids = seed_pool(database, pid, [images[1]["id"], images[2]["id"]], 3)  # labels cat, dog, cat
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a", "k": 2}).json()["queries"]
+    labels = [
+        {"query_id": queries[0]["query_id"], "action": "adjust", "bbox": [0, 0, 8, 8], "label": "dog"},
+        {"query_id": queries[1]["query_id"], "action": "background"},
+    ]
+    client.post(f"/v1/projects/{pid}/labels", json={"labels": labels}).raise_for_status()
+    client.post(f"/v1/projects/{pid}/rounds")
+    with database.transaction() as session:
+        round_ = session.query(Round).filter_by(project_id=pid, number=1).one()
+        counts = class_counts(session, pid, round_.snapshot_event_id, ["cat", "dog"], "answered")
+    # trained on: img00000's cat, the adjusted dog, and the third box of its image (noisy, a cat);
+    # queued: img00001's three predictions and that one noisy box (nobody answered them)
+    assert [(c["class"], c["labeled"], c["noisy"], c["queued"]) for c in counts] == [
+        ("cat", 1, 1, 3),
+        ("dog", 1, 0, 1),
+    ]
+    assert len(box_ids) == 6
 
 
 @pytest.mark.parametrize("mode", ["answered", "labeled"])

@@ -11,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from app.cli import cli
-from oracle.report import summary
+from oracle.report import summary, write_all
 
 ARMS = [
     {"unit": "box", "strategy": "s", "label": "box/a"},
@@ -21,7 +21,7 @@ ARMS = [
 SPEC = {
     "name": "toy", "dataset": "toy", "initial_images": 2, "rounds": 2, "pool_boxes": 1000, "arms": ARMS,
     "control": True, "full_supervision": True, "settings": {"iterations": 10},
-    "full_settings": {"iterations": 50}, "full_rounds": 4, "full_tolerance": 0.01,
+    "full_settings": {"iterations": 50}, "full_rounds": 4, "full_tolerance": 0.02,
 }  # fmt: skip
 FULL = {0: 0.8, 1: 0.5}  # each seed's fully supervised mAP@0.5
 
@@ -124,7 +124,7 @@ def test_the_reference_section_says_whether_the_reference_converged() -> None:
     rows.append({**last, "round": 3, "map50": 1.01 * FULL[1]})  # seed 1 gains 0.005 in a third round
     text = summary(rows, "toy", [], pool_boxes=1000, spec=SPEC)
     section = text.split("## The fully supervised reference")[1]
-    assert "rounds of 50 optimizer steps until a round raised its best mAP@0.5 by less than 0.01" in section
+    assert "rounds of 50 optimizer steps until a round raised its best mAP@0.5 by less than 2% of" in section
     assert (
         "| 0 | 100 | 0.720, 0.800 | +0.080 | still rising at its last round: not shown to have converged |"
         in section
@@ -193,3 +193,24 @@ def test_a_level_the_image_arm_holds_from_the_start_is_no_fraction_of_zero() -> 
             )  # fmt: skip
     text = summary(rows, "toy", [], pool_boxes=1000)
     assert "box/a vs image/x: - (the image arm reached it at no cost)" in text
+
+
+def test_per_class_results_go_to_classes_csv_and_a_plot(tmp_path: Path) -> None:
+    rows = _rows(0)
+    for row in rows:
+        row["per_class"] = [
+            {"class": "rare", "ap": 0.1, "ap50": 0.2 * row["round"], "labeled": row["round"], "noisy": 3,
+             "queued": 50, "test_boxes": 4},
+            {"class": "common", "ap": 0.5, "ap50": 0.9, "labeled": 10 * row["round"], "noisy": 0,
+             "queued": 500, "test_boxes": 80},
+        ]  # fmt: skip
+    write_all(rows, tmp_path, "toy", [], 1000, SPEC)
+    table = list(csv.DictReader((tmp_path / "classes.csv").open()))
+    assert len(table) == 2 * len(rows)
+    rare = [r for r in table if r["arm"] == "box/a" and r["class"] == "rare"]
+    assert [(r["round"], r["boxes_obtained"], r["ap50"], r["labeled"]) for r in rare] == [
+        ("1", "100", "0.2", "1"),
+        ("2", "200", "0.4", "2"),
+        ("3", "300", "0.6000000000000001", "3"),
+    ]
+    assert (tmp_path / "ap50_per_class.png").stat().st_size > 0

@@ -35,6 +35,8 @@ def test_smoke_preset_writes_every_output_with_well_formed_curves(tmp_path: Path
         "map50_vs_seconds.png",
         "map50_vs_round.png",
         "levels.csv",
+        "classes.csv",  # per-class AP and box counts of every round
+        "ap50_per_class.png",
     ):
         assert (out / name).stat().st_size > 0, name
     rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]

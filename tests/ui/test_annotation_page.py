@@ -240,3 +240,49 @@ def test_the_page_is_served_without_a_token_and_holds_no_data(client) -> None:
         assert page.status_code == 200 and "boxal" in page.text and "Authorization" not in page.text
         assert anonymous.get("/ui/app.js").status_code == 200
         assert anonymous.get("/v1/projects").status_code == 401
+
+
+def test_the_page_shows_the_latest_round_per_class_quality(client, database, world) -> None:
+    """A round's per-class AP and box counts, as the evaluation stage records them, in the side panel;
+    a class name is shown as text, never run as markup."""
+    from playwright.sync_api import sync_playwright
+
+    from app.models import Round
+
+    names = ["rbc", "<img src=x onerror=window.pwned=1>"]
+    per_class = [
+        {
+            "class": names[0],
+            "ap": 0.41,
+            "ap50": 0.8,
+            "labeled": 12,
+            "noisy": 30,
+            "queued": 400,
+            "test_boxes": 90,
+        },
+        {"class": names[1], "ap": None, "ap50": None, "labeled": 0, "noisy": 2, "queued": 7, "test_boxes": 0},
+    ]
+    with database.transaction() as session:
+        for number, metrics in (
+            (1, {"map": 0.1, "map50": 0.2}),
+            (2, {"map": 0.4, "map50": 0.8, "per_class": per_class}),
+        ):
+            session.add(Round(project_id=world["boxes"], number=number, state="closed", metrics=metrics))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{world['url']}/ui/")
+        page.fill("#token", world["token"])
+        page.click("button[type=submit]")
+        page.wait_for_selector("#class-rows tr")
+        assert page.locator("#classes-title").inner_text() == "per class, round 2"
+        rows = [
+            [cell.inner_text() for cell in row.locator("td").all()]
+            for row in page.locator("#class-rows tr").all()
+        ]
+        assert rows == [
+            ["rbc", "0.800", "0.410", "12", "30", "400", "90"],
+            [names[1], "–", "–", "0", "2", "7", "0"],
+        ]
+        assert page.evaluate("() => window.pwned") is None
+        browser.close()

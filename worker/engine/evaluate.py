@@ -67,7 +67,9 @@ def coco_map(
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         if not results:
-            return {"map": 0.0, "map50": 0.0, "map75": 0.0, "map50_per_class": [0.0] * num_classes}
+            present = {a["category_id"] - 1 for a in annotations}
+            zeros = [0.0 if k in present else None for k in range(num_classes)]
+            return {"map": 0.0, "map50": 0.0, "map75": 0.0, "map_per_class": zeros, "map50_per_class": zeros}
         dt = gt.loadRes(results)
         evaluator = COCOeval(gt, dt, iouType="bbox")
         evaluator.evaluate()
@@ -75,17 +77,21 @@ def coco_map(
         evaluator.summarize()
     stats = [max(0.0, float(v)) for v in evaluator.stats]
     out: dict[str, Any] = {"map": stats[0], "map50": stats[1], "map75": stats[2]}
-    out["map50_per_class"] = _ap50_per_class(evaluator, num_classes)
+    out["map_per_class"] = _ap_per_class(evaluator, num_classes, iou=None)
+    out["map50_per_class"] = _ap_per_class(evaluator, num_classes, iou=0)
     return out
 
 
-def _ap50_per_class(evaluator: COCOeval, num_classes: int) -> list[float | None]:
-    """AP@0.5 of each class (index 0..C-1) from pycocotools' precision array [T, R, K, A, M] at IoU 0.5,
-    all areas, the most detections; None for a class with no ground truth in the test set."""
-    precision = evaluator.eval["precision"][0, :, :, 0, -1]  # (R, K)
+def _ap_per_class(evaluator: COCOeval, num_classes: int, *, iou: int | None) -> list[float | None]:
+    """AP of each class (index 0..C-1) from pycocotools' precision array [T, R, K, A, M], all areas, the
+    most detections, as its summarize() averages it: over IoU 0.5:0.95 (``iou=None``) or at one threshold
+    (``iou=0``: 0.5); None for a class with no ground truth in the test set."""
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]  # (T, R, K)
+    if iou is not None:
+        precision = precision[iou : iou + 1]
     out: list[float | None] = []
     for k in range(num_classes):
-        values = precision[:, k]
+        values = precision[:, :, k]
         values = values[values > -1]
         out.append(float(values.mean()) if values.size else None)
     return out

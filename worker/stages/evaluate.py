@@ -6,6 +6,7 @@ from typing import Any
 
 from app.jobs import service as jobs
 from app.rounds import results
+from app.rounds.class_counts import class_counts
 from app.rounds.training_set import TargetBox, TrainingImage
 from worker.context import WorkerContext
 from worker.engine.evaluate import evaluate
@@ -29,10 +30,21 @@ def evaluate_round(ctx: WorkerContext, job_id: str) -> dict[str, Any]:
             )
             for image, boxes in results.evaluation_set(session, ref.project_id)
         ]
+        counts = class_counts(
+            session, ref.project_id, ref.snapshot_event_id, ref.classes, ref.settings.training_images
+        )
     if truth:
         metrics: dict[str, Any] = evaluate(ctx.detector(ref.model_version), truth)
     else:
         metrics = {"map": None, "map50": None, "note": "no test images with ground truth"}
+    metrics["per_class"] = [
+        {
+            **count,
+            "ap": (metrics.get("map_per_class") or [None] * len(counts))[k],
+            "ap50": (metrics.get("map50_per_class") or [None] * len(counts))[k],
+        }
+        for k, count in enumerate(counts)
+    ]
     with ctx.db.transaction() as session:
         results.record_evaluation(session, ref.round_id, metrics)
         jobs.job_succeeded(session, job_id)

@@ -108,7 +108,30 @@ async function refreshProgress() {
     $("notice").hidden = !project.data.notice;
   }
   const curve = await api("GET", `/v1/projects/${state.project.id}/curve?limit=1000`);
-  if (curve.ok) drawChart(curve.data.points);
+  if (curve.ok) {
+    drawChart(curve.data.points);
+    showClasses(curve.data.points);
+  }
+}
+
+// Per class, the latest evaluated round: AP on the test split and the boxes behind it (class names are the
+// project's own text: set as text, never as markup)
+function showClasses(points) {
+  const latest = [...points].reverse().find((p) => p.per_class && p.per_class.length);
+  $("classes").hidden = !latest;
+  if (!latest) return;
+  $("classes-title").textContent = `per class, round ${latest.round}`;
+  const fixed = (v) => (v === null || v === undefined ? "–" : v.toFixed(3));
+  const rows = latest.per_class.map((c) => {
+    const row = document.createElement("tr");
+    for (const value of [c.class, fixed(c.ap50), fixed(c.ap), c.labeled, c.noisy, c.queued, c.test_boxes]) {
+      const cell = document.createElement("td");
+      cell.textContent = String(value);
+      row.append(cell);
+    }
+    return row;
+  });
+  $("class-rows").replaceChildren(...rows);
 }
 
 function drawChart(points) {

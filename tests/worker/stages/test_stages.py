@@ -85,6 +85,10 @@ def test_fixed_pool_is_predicted_once_and_stages_are_idempotent(client, ctx, sce
         boxes = session.scalar(select(func.count()).select_from(Box).where(Box.source == "predicted"))
         round1 = session.scalars(select(Round).where(Round.number == 1)).one()
     assert boxes > 0 and round1.state == "open"
+    per_class = round1.metrics["per_class"]  # AP per class from pycocotools, and the boxes behind it
+    assert [c["class"] for c in per_class] == CLASSES
+    assert sum(c["queued"] for c in per_class) == boxes  # every prediction waits in the queue
+    assert all(c["ap50"] is None or 0 <= c["ap50"] <= 1 for c in per_class)
     # every stage again: nothing changes, nothing is written twice
     for index in range(4):
         with pytest.raises(Skip):
