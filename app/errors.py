@@ -54,6 +54,20 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
+class BadGateway(DomainError):
+    """Where the images are kept (object storage, a web server) answered wrongly or not at all."""
+
+    status_code = 502
+    code = "bad_gateway"
+
+
+class GatewayTimeout(DomainError):
+    """Where the images are kept did not answer in time."""
+
+    status_code = 504
+    code = "gateway_timeout"
+
+
 class ClientGone(DomainError):
     """The client disconnected before the work began; nothing was done and nobody reads the answer."""
 

@@ -19,10 +19,21 @@ class Settings(BaseSettings):
         None, description="Celery broker; default: a filesystem queue in the data dir (no server)"
     )
     admin_token: str | None = Field(None, description="admin bearer token; generated on first start if unset")
-    image_roots: Annotated[list[Path], NoDecode] = Field(
+    image_roots: Annotated[list[str | Path], NoDecode] = Field(
         default_factory=list,
-        description="directories that file:// image URIs and import paths may point into "
-        "(the data dir is always allowed)",
+        description="where image URIs and import paths may point: local directories (the data dir is "
+        "always allowed) and URL prefixes (s3://bucket/prefix/, https://host/path/, gs://, az://); "
+        "separated by commas (local directories also by colons)",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="S3-compatible endpoint (MinIO, Ceph, ...); credentials from the usual AWS_* variables",
+    )
+    remote_timeout_s: float = Field(
+        30.0, gt=0, description="how long a read from object storage or HTTP may take"
+    )
+    image_cache_bytes: int = Field(
+        2 * 1024**3, ge=0, description="local read-through cache of remote images (in the data dir), at most"
     )
     host: str = Field("127.0.0.1", description="address `boxal serve` binds (loopback unless told otherwise)")
     port: int = Field(8000, description="port `boxal serve` listens on")
@@ -69,7 +80,10 @@ class Settings(BaseSettings):
     @classmethod
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
-            return [part for part in value.replace(",", ":").split(":") if part]
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            return [
+                piece for part in parts for piece in ([part] if "://" in part else part.split(":")) if piece
+            ]
         return value
 
     @property
@@ -100,7 +114,23 @@ class Settings(BaseSettings):
 
     @property
     def allowed_roots(self) -> list[Path]:
-        return [self.resolved_data_dir, *(root.expanduser().resolve() for root in self.image_roots)]
+        """Local directories image paths may point into."""
+        local = [
+            Path(str(r).removeprefix("file://"))
+            for r in self.image_roots
+            if "://" not in str(r) or str(r).startswith("file://")
+        ]
+        return [self.resolved_data_dir, *(root.expanduser().resolve() for root in local)]
+
+    @property
+    def remote_roots(self) -> list[str]:
+        """URL prefixes remote image URIs may start with, each ending in '/' (a bucket is a whole prefix)."""
+        remote = [str(r) for r in self.image_roots if "://" in str(r) and not str(r).startswith("file://")]
+        return [r if r.endswith("/") else r + "/" for r in remote]
+
+    @property
+    def image_cache_dir(self) -> Path:
+        return self.resolved_data_dir / "cache" / "images"
 
 
 @lru_cache

@@ -11,6 +11,7 @@ from functools import cached_property
 import torch
 
 from app.db import Database
+from app.images import remote
 from app.settings import Settings, get_settings
 from worker.artifacts import Artifacts
 from worker.engine.detector import Detector, build_detector
@@ -23,6 +24,7 @@ MODELS_KEPT = 2
 class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        remote.configure(settings)  # the engine reads remote images through this worker's cache
         self.artifacts = Artifacts(settings)
         # names this process in job and shard records: "host:pid:random"
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

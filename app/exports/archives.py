@@ -17,7 +17,9 @@ from typing import IO
 from sqlalchemy.orm import Session
 
 from app.exports.labeled import LabeledImage, labeled_images
+from app.images import remote
 from app.models import Project
+from app.settings import Settings
 from formats import voc, yolo
 
 SUBSETS = {"pool": "train", "test": "val"}  # YOLO subset folders; VOC image sets: trainval, test
@@ -29,16 +31,29 @@ def _file_name(item: LabeledImage) -> str:
     return item.stem + (Path(item.image.file_name).suffix or ".jpg")
 
 
-def _add_image(archive: zipfile.ZipFile, item: LabeledImage, name: str, missing: list[str]) -> None:
-    path = Path(item.image.path)
-    if path.is_file():
-        archive.write(path, name)
+def _add_image(
+    archive: zipfile.ZipFile, item: LabeledImage, name: str, missing: list[str], settings: Settings
+) -> None:
+    where = item.image.path
+    if remote.is_remote(where):
+        try:
+            archive.write(remote.fetch(where, settings), name)
+        except remote.RemoteError as exc:
+            missing.append(f"{item.stem}\t{where}\t{exc.why}")
+    elif Path(where).is_file():
+        archive.write(where, name)
     else:
-        missing.append(f"{item.stem}\t{item.image.path}")
+        missing.append(f"{item.stem}\t{where}\tnot on disk")
 
 
 def voc_zip(
-    session: Session, project: Project, *, split: str | None, complete: bool, images: bool
+    session: Session,
+    project: Project,
+    settings: Settings,
+    *,
+    split: str | None,
+    complete: bool,
+    images: bool,
 ) -> IO[bytes]:
     out = _spool()
     sets: dict[str, list[str]] = {}
@@ -53,7 +68,7 @@ def voc_zip(
             if not item.complete:
                 sets.setdefault("partial", []).append(item.stem)
             if images:
-                _add_image(archive, item, f"JPEGImages/{name}", missing)
+                _add_image(archive, item, f"JPEGImages/{name}", missing, settings)
         for image_set, stems in sets.items():
             archive.writestr(f"ImageSets/Main/{image_set}.txt", "".join(f"{s}\n" for s in stems))
         _finish(archive, missing)
@@ -62,7 +77,13 @@ def voc_zip(
 
 
 def yolo_zip(
-    session: Session, project: Project, *, split: str | None, complete: bool, images: bool
+    session: Session,
+    project: Project,
+    settings: Settings,
+    *,
+    split: str | None,
+    complete: bool,
+    images: bool,
 ) -> IO[bytes]:
     out = _spool()
     used: list[str] = []
@@ -79,7 +100,7 @@ def yolo_zip(
             if not item.complete:
                 partial.append(f"{subset}/images/{_file_name(item)}")
             if images:
-                _add_image(archive, item, f"{subset}/images/{_file_name(item)}", missing)
+                _add_image(archive, item, f"{subset}/images/{_file_name(item)}", missing, settings)
         archive.writestr(
             "data.yaml", yolo.data_yaml(project.classes, sorted(used, key=list(SUBSETS.values()).index))
         )

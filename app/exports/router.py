@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.auth.deps import Admin, current_principal
-from app.deps import ReadSession
+from app.deps import ReadSession, SettingsDep
 from app.exports.archives import chunks, voc_zip, yolo_zip
 from app.exports.partial import export_partial
 from app.exports.service import export_coco
@@ -39,6 +39,7 @@ FORMATS = Literal["coco", "voc", "yolo", "partial"]
 def export(
     project_id: ProjectId,
     session: ReadSession,
+    settings: SettingsDep,
     _: Admin,
     format: Annotated[
         FORMATS,
@@ -66,7 +67,7 @@ def export(
     if format == "coco":
         return JSONResponse(export_coco(session, project, split=split, predictions=predictions))
     build = voc_zip if format == "voc" else yolo_zip
-    archive = build(session, project, split=split, complete=complete, images=images)
+    archive = build(session, project, settings, split=split, complete=complete, images=images)
     name = f"boxal-{project.id}-{format}.zip"
     return StreamingResponse(
         chunks(archive),

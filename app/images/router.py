@@ -13,8 +13,8 @@ from app.auth.deps import Admin, InProject, current_principal
 from app.db import Database
 from app.deps import DatabaseDep, Paging, ReadSession, SettingsDep
 from app.errors import Invalid, NotFound, TooLarge
-from app.images import service, storage
-from app.images.schemas import ImageDetail, ImagePublic, ImagesIn, ImagesOut
+from app.images import remote, service, storage
+from app.images.schemas import ImageDetail, ImagePublic, ImagesIn, ImagesOut, SkippedImage
 from app.projects.service import get_project
 from app.schemas import ERRORS, ImageId, Page, ProjectId
 from app.validation import describe_validation_error
@@ -70,6 +70,7 @@ async def register_images(
     # transaction is ever open on the event loop, across an await for a client's body.
     await run_in_threadpool(_existing_project, db, project_id)  # 404 before reading a large body
     content_type = request.headers.get("content-type", "")
+    skipped: list[tuple[str, str]] = []
     if content_type.startswith("multipart/form-data"):
         new_images = await _read_uploads(request, project_id, settings)
     else:
@@ -77,14 +78,24 @@ async def register_images(
             body = ImagesIn.model_validate_json(await request.body())
         except ValidationError as exc:
             raise Invalid(describe_validation_error(exc, prefix="body")) from exc
-        new_images = await run_in_threadpool(service.prepare, body.images, settings)
+        if body.prefix is not None:
+            new_images, skipped = await run_in_threadpool(
+                service.prepare_prefix, body.prefix, body.split, settings
+            )
+        else:
+            new_images = await run_in_threadpool(service.prepare, body.images or [], settings)
     committed = False
 
     def register() -> ImagesOut:
         nonlocal committed
         with db.transaction() as session:
-            rows = service.register(session, get_project(session, project_id), new_images)
-            out = ImagesOut(images=[service.to_public(row) for row in rows])
+            rows = (
+                service.register(session, get_project(session, project_id), new_images) if new_images else []
+            )
+            out = ImagesOut(
+                images=[service.to_public(row) for row in rows],
+                skipped=[SkippedImage(item=item, reason=reason) for item, reason in skipped],
+            )
         committed = True
         return out
 
@@ -163,7 +174,7 @@ def _store_upload(data: bytes, settings: Any, project_id: int, what: str) -> tup
 
 def _remove_uploads(images: list[service.NewImage], settings: Any) -> None:
     for image in images:
-        if image.path.is_relative_to(settings.uploads_dir.resolve()):
+        if isinstance(image.path, Path) and image.path.is_relative_to(settings.uploads_dir.resolve()):
             image.path.unlink(missing_ok=True)
 
 
@@ -193,10 +204,17 @@ def get_image(project_id: ProjectId, image_id: ImageId, session: ReadSession, _:
     responses={200: {"content": {"image/*": {}}, "description": "the image file's bytes"}},
 )
 def image_content(
-    project_id: ProjectId, image_id: ImageId, session: ReadSession, _: InProject
+    project_id: ProjectId, image_id: ImageId, db: DatabaseDep, settings: SettingsDep, _: InProject
 ) -> FileResponse:
-    image = service.get_image(session, project_id, image_id)
-    path = Path(image.path)
+    with db.transaction(write=False) as session:  # closed before any remote read: no transaction waits on it
+        image = service.get_image(session, project_id, image_id)
+        where, file_name = image.path, image.file_name
+    if remote.is_remote(where):  # read through the cache; this handler runs in a worker thread
+        try:
+            return FileResponse(remote.fetch(where, settings), filename=file_name)
+        except remote.RemoteError as exc:
+            raise exc.http() from exc
+    path = Path(where)
     if not path.is_file():
-        raise NotFound(f"image {image_id}'s file is no longer on disk ({image.file_name})")
-    return FileResponse(path, filename=image.file_name)
+        raise NotFound(f"image {image_id}'s file is no longer on disk ({file_name})")
+    return FileResponse(path, filename=file_name)

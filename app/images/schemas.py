@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from app.schemas import Strict
 
@@ -11,7 +11,11 @@ ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 class ImageIn(Strict):
-    uri: str = Field(max_length=4096, description="file:// path under a configured image root")
+    uri: str = Field(
+        max_length=4096,
+        description="a file:// path under a configured image root, or an http(s)://, s3://, gs:// or az:// "
+        "URI under a configured URL prefix",
+    )
     split: Literal["pool", "test"] = "pool"
     external_id: ExternalId | None = Field(None, description="your id for the image; default: the file stem")
     width: int | None = Field(None, ge=1, le=1_000_000, description="read from the file when not given")
@@ -19,7 +23,20 @@ class ImageIn(Strict):
 
 
 class ImagesIn(Strict):
-    images: list[ImageIn] = Field(min_length=1)
+    images: list[ImageIn] | None = Field(None, min_length=1, description="the images, one by one")
+    prefix: str | None = Field(
+        None,
+        max_length=4096,
+        description="or every image file under a directory (file://) or a prefix (s3://, gs://, az://, or a "
+        "web server's listing), registered in ``split`` with its file stem as external id",
+    )
+    split: Literal["pool", "test"] = Field("pool", description="with prefix: the split they join")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImagesIn:
+        if (self.images is None) == (self.prefix is None):
+            raise ValueError("give either images or prefix")
+        return self
 
 
 class BoxPublic(BaseModel):
@@ -54,5 +71,13 @@ class ImageDetail(ImagePublic):
     boxes: list[BoxPublic]
 
 
+class SkippedImage(BaseModel):
+    item: str
+    reason: str
+
+
 class ImagesOut(BaseModel):
     images: list[ImagePublic]
+    skipped: list[SkippedImage] = Field(
+        default_factory=list, description="with prefix: images that could not be read, and why"
+    )

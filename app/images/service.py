@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Invalid, NotFound
-from app.images import storage
+from app.images import remote, storage
 from app.images.schemas import BoxPublic, ImageDetail, ImageIn, ImagePublic
 from app.models import Box, Image, Project
 from app.rounds import ranking
@@ -19,11 +20,19 @@ from app.settings import Settings
 
 @dataclass(frozen=True)
 class NewImage:
-    path: Path
+    path: Path | str  # a local file, or a remote URI (app/images/remote.py)
     split: str
     external_id: str
     width: int
     height: int
+
+    @property
+    def file_name(self) -> str:
+        return (
+            PurePosixPath(str(self.path).split("?", 1)[0]).name
+            if remote.is_remote(str(self.path))
+            else Path(self.path).name
+        )
 
 
 def seed_informativeness(project: Project, external_id: str) -> float:
@@ -36,6 +45,9 @@ def prepare(items: list[ImageIn], settings: Settings) -> list[NewImage]:
     prepared = []
     for i, item in enumerate(items):
         where = f"images[{i}].uri"
+        if remote.is_remote(item.uri):
+            prepared.append(_prepare_remote(item, settings, where))
+            continue
         path = storage.resolve_under_roots(item.uri, settings, what=where)
         if not path.is_file():
             raise Invalid(f"{where}: {path} is not a file")
@@ -45,6 +57,57 @@ def prepare(items: list[ImageIn], settings: Settings) -> list[NewImage]:
             width, height = item.width, item.height
         prepared.append(NewImage(path, item.split, item.external_id or path.stem, width, height))
     return prepared
+
+
+def _prepare_remote(item: ImageIn, settings: Settings, where: str) -> NewImage:
+    remote.check_allowed(item.uri, settings, what=where)
+    stem = PurePosixPath(item.uri.split("?", 1)[0]).stem
+    if item.width is not None and item.height is not None:
+        width, height = item.width, item.height
+    else:
+        try:
+            local = remote.fetch(item.uri, settings)
+        except remote.RemoteError as exc:
+            raise exc.http() from exc
+        width, height, _ = storage.read_image_size(local, settings, what=where)
+    return NewImage(item.uri, item.split, item.external_id or stem, width, height)
+
+
+def prepare_prefix(
+    prefix: str, split: str, settings: Settings
+) -> tuple[list[NewImage], list[tuple[str, str]]]:
+    """Every image file under a local directory or a remote prefix, with its size read (remote files
+    through the cache, eight at a time); files that cannot be read are skipped, each with why."""
+    if remote.is_remote(prefix):
+        remote.check_allowed(prefix, settings, what="prefix")
+        try:
+            uris = remote.listing(prefix, settings)
+        except remote.RemoteError as exc:
+            raise exc.http() from exc
+    else:
+        root = storage.resolve_under_roots(prefix, settings, what="prefix")
+        if not root.is_dir():
+            raise Invalid(f"prefix: {root} is not a directory")
+        uris = sorted(
+            str(p) for p in root.rglob("*") if p.suffix.lower() in remote.IMAGE_SUFFIXES and p.is_file()
+        )
+    skipped: list[tuple[str, str]] = []
+
+    def one(uri: str) -> NewImage | None:
+        try:
+            local = remote.fetch(uri, settings) if remote.is_remote(uri) else Path(uri)
+            width, height, _ = storage.read_image_size(local, settings, what=uri)
+        except remote.RemoteError as exc:
+            skipped.append((uri, exc.why))
+            return None
+        except Invalid as exc:
+            skipped.append((uri, exc.detail))
+            return None
+        return NewImage(uri, split, PurePosixPath(uri.split("?", 1)[0]).stem, width, height)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = [image for image in pool.map(one, uris) if image is not None]
+    return found, sorted(skipped)
 
 
 def register(session: Session, project: Project, images: list[NewImage]) -> list[Image]:
@@ -64,7 +127,7 @@ def register(session: Session, project: Project, images: list[NewImage]) -> list
             project_id=project.id,
             split=image.split,
             external_id=image.external_id,
-            file_name=image.path.name,
+            file_name=image.file_name,
             path=str(image.path),
             width=image.width,
             height=image.height,

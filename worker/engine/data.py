@@ -16,14 +16,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+from app.images import remote
 from app.rounds.training_set import TargetBox, TrainingImage
 from formats import coco, voc
 from formats.geometry import box_defect, clip_box
 
 
 def load_image(path: str | Path) -> Tensor:
-    """(3, H, W) float in [0, 1]."""
-    with PILImage.open(path) as img:
+    """(3, H, W) float in [0, 1]; a remote URI is read through the image cache (app/images/remote.py)."""
+    with PILImage.open(remote.local(path)) as img:
         return pil_to_tensor(img.convert("RGB")).float().div_(255.0)
 
 

@@ -1,0 +1,183 @@
+"""Images kept elsewhere: ``http(s)://``, ``s3://``, ``gs://`` and ``az://`` URIs read through fsspec, with a
+read-through cache of bounded size in the data dir.
+
+A URI must start with one of the URL prefixes of ``BOXAL_IMAGE_ROOTS`` (403 otherwise). Credentials come
+from the usual environment variables of each store (``AWS_*``, ``GOOGLE_APPLICATION_CREDENTIALS``,
+``AZURE_STORAGE_*``) and ``BOXAL_S3_ENDPOINT_URL``; nothing of them is stored. A read that fails says where
+and why: ``RemoteError`` carries whether the object is missing, the store unreachable or too slow, which
+callers turn into a per-image line of an import report, or 502/504 for ``/content``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from app.errors import BadGateway, Forbidden, GatewayTimeout
+from app.settings import Settings
+
+REMOTE = re.compile(r"^(https?|s3|gs|gcs|az|abfs|abfss)://", re.IGNORECASE)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+_lock = threading.Lock()
+_cache_bytes: dict[Path, int] = {}  # per cache dir, the bytes it holds (counted once, then kept up to date)
+
+
+class RemoteError(Exception):
+    """A remote read failed: ``missing`` (no such object), ``timeout`` or ``unreachable``."""
+
+    def __init__(self, uri: str, kind: str, why: str) -> None:
+        super().__init__(f"{uri}: {why}")
+        self.uri, self.kind, self.why = uri, kind, why
+
+    def http(self) -> BadGateway | GatewayTimeout:
+        """As the API answers it: the store is upstream, so 504 for a timeout, 502 for anything else."""
+        return (GatewayTimeout if self.kind == "timeout" else BadGateway)(str(self))
+
+
+def is_remote(uri: str) -> bool:
+    return bool(REMOTE.match(uri))
+
+
+def check_allowed(uri: str, settings: Settings, *, what: str = "uri") -> None:
+    roots = settings.remote_roots
+    if not any(uri.startswith(root) for root in roots):
+        allowed = ", ".join(roots) or "none"
+        raise Forbidden(
+            f"{what}: {uri} is outside the allowed URL prefixes ({allowed}); add its prefix to "
+            "BOXAL_IMAGE_ROOTS"
+        )
+
+
+def filesystem(uri: str, settings: Settings) -> Any:
+    """The fsspec filesystem for ``uri``'s scheme, with this server's endpoint and timeouts."""
+    import fsspec
+
+    protocol = uri.split("://", 1)[0].lower()
+    options: dict[str, Any] = {}
+    timeout = settings.remote_timeout_s
+    if protocol == "s3":
+        options["config_kwargs"] = {
+            "connect_timeout": timeout,
+            "read_timeout": timeout,
+            "retries": {"max_attempts": 2},
+        }
+        if settings.s3_endpoint_url:
+            options["client_kwargs"] = {"endpoint_url": settings.s3_endpoint_url}
+    elif protocol in ("http", "https"):
+        import aiohttp
+
+        options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
+    try:
+        return fsspec.filesystem(protocol, **options)
+    except ImportError as exc:  # gcsfs, adlfs: the store's own fsspec package
+        raise RemoteError(
+            uri, "unreachable", f"no fsspec support installed for {protocol}:// ({exc})"
+        ) from exc
+
+
+def _failure(uri: str, exc: BaseException) -> RemoteError:
+    """What went wrong, from the exception and its causes (fsspec's HTTP store turns a refused connection
+    into FileNotFoundError, with the real error as its cause)."""
+    chain: list[BaseException] = []
+    at: BaseException | None = exc
+    while at is not None and len(chain) < 8:
+        chain.append(at)
+        at = at.__cause__ or at.__context__
+    for err in chain:
+        name = type(err).__name__
+        if isinstance(err, TimeoutError) or "Timeout" in name:
+            return RemoteError(uri, "timeout", f"no answer within the timeout ({name})")
+    for err in chain:
+        if (
+            (isinstance(err, OSError)
+            and not isinstance(err, FileNotFoundError))
+            or "Connect" in type(err).__name__
+        ):
+            return RemoteError(
+                uri, "unreachable", f"could not be read ({type(err).__name__}: {str(err)[:200]})"
+            )
+    if isinstance(exc, FileNotFoundError):
+        return RemoteError(uri, "missing", "no such object")
+    return RemoteError(uri, "unreachable", f"could not be read ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def fetch(uri: str, settings: Settings, *, max_bytes: int | None = None) -> Path:
+    """A local copy of ``uri`` in the cache (read through on a miss); RemoteError when it cannot be read."""
+    folder = settings.image_cache_dir
+    suffix = PurePosixPath(uri.split("?", 1)[0]).suffix.lower()[:8]
+    path = folder / (hashlib.sha256(uri.encode()).hexdigest()[:40] + suffix)
+    if path.is_file():
+        os.utime(path)  # recently used: evicted last
+        return path
+    limit = max_bytes or settings.max_upload_bytes
+    try:
+        with filesystem(uri, settings).open(uri, "rb") as handle:
+            data = handle.read(limit + 1)
+    except RemoteError:
+        raise
+    except Exception as exc:  # fsspec stores raise their own kinds; each is named
+        raise _failure(uri, exc) from exc
+    if len(data) > limit:
+        raise RemoteError(uri, "unreachable", f"over {limit} bytes, the image size limit")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    _account(folder, len(data), settings.image_cache_bytes)
+    return path
+
+
+_configured: list[Settings] = []
+
+
+def configure(settings: Settings) -> None:
+    """The settings ``local`` reads through (a worker's, set when its context is made)."""
+    _configured[:] = [settings]
+
+
+def local(path: str | Path) -> Path:
+    """A local file for an image path: the path itself, or a remote URI's cached copy. For readers that are
+    given only a path (the engine's image loader); RemoteError when it cannot be read."""
+    if not is_remote(str(path)):
+        return Path(path)
+    if not _configured:
+        from app.settings import get_settings
+
+        configure(get_settings())
+    return fetch(str(path), _configured[0])
+
+
+def listing(prefix: str, settings: Settings, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[str]:
+    """Every object under ``prefix`` whose name ends in one of ``suffixes``, as full URIs, sorted."""
+    fs = filesystem(prefix, settings)
+    protocol = prefix.split("://", 1)[0]
+    try:
+        found = fs.find(prefix)
+    except Exception as exc:
+        raise _failure(prefix, exc) from exc
+    uris = [f if "://" in f else f"{protocol}://{f}" for f in found]
+    return sorted(u for u in uris if u.split("?", 1)[0].lower().endswith(suffixes))
+
+
+def _account(folder: Path, added: int, limit: int) -> None:
+    """Keep the cache under ``limit`` bytes, dropping the least recently used files first."""
+    with _lock:
+        if folder not in _cache_bytes:
+            _cache_bytes[folder] = sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
+        else:
+            _cache_bytes[folder] += added
+        if _cache_bytes[folder] <= limit:
+            return
+        entries = sorted((e for e in os.scandir(folder) if e.is_file()), key=lambda e: e.stat().st_mtime)
+        total = sum(e.stat().st_size for e in entries)
+        for entry in entries:
+            if total <= limit * 0.9:  # some room, so that the next miss does not evict again
+                break
+            size = entry.stat().st_size
+            Path(entry.path).unlink(missing_ok=True)
+            total -= size
+        _cache_bytes[folder] = total

@@ -1,0 +1,169 @@
+"""Images kept on object storage and web servers: a real S3 API on loopback (moto's standalone server) and
+a real HTTP server serving a directory; registered from a prefix, leased, answered and exported, their
+bytes read through the cache; missing and unreachable objects reported per image, 502/504 at /content,
+URIs outside the allowed prefixes refused."""
+
+from __future__ import annotations
+
+import functools
+import io
+import socket
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from app.settings import Settings
+from tests.factories import coco_for, create_project, import_coco, write_image
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on loopback with a bucket 'cells' holding pool/img{0,1,2}.png and notes.txt."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    for key, value in (
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(key, value)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket="cells")
+    for i in range(3):
+        buffer = io.BytesIO()
+        PILImage.new("RGB", (64 + i, 48), (10 * i, 80, 40)).save(buffer, "PNG")
+        client.put_object(Bucket="cells", Key=f"pool/img{i}.png", Body=buffer.getvalue())
+    client.put_object(Bucket="cells", Key="pool/notes.txt", Body=b"not an image")
+    client.put_object(Bucket="cells", Key="pool/broken.png", Body=b"not a png")
+    yield endpoint
+    server.stop()
+
+
+def _app_client(settings: Settings, database, token: str):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from tests.conftest import auth
+
+    return TestClient(create_app(settings, database=database), headers=auth(token))
+
+
+def test_s3_prefix_registers_leases_answers_and_exports(
+    settings, database, admin_token, s3, tmp_path
+) -> None:
+    settings = settings.model_copy(
+        update={"image_roots": [*settings.image_roots, "s3://cells/pool/"], "s3_endpoint_url": s3}
+    )
+    with _app_client(settings, database, admin_token) as client:
+        pid = create_project(client, classes=["cat", "dog"])["id"]
+        response = client.post(
+            f"/v1/projects/{pid}/images", json={"prefix": "s3://cells/pool/", "split": "pool"}
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert [(im["external_id"], im["width"]) for im in body["images"]] == [
+            ("img0", 64),
+            ("img1", 65),
+            ("img2", 66),
+        ]
+        assert [s["item"] for s in body["skipped"]] == ["s3://cells/pool/broken.png"]  # reported, not fatal
+        assert "not a readable image" in body["skipped"][0]["reason"]
+        images = body["images"]
+        preds = coco_for(images[1:2], {"img1": [([2, 2, 30, 30], "dog")]}, ["cat", "dog"], scores=True)
+        import_coco(client, pid, preds, kind="predictions")
+        query = client.post(f"/v1/projects/{pid}/queries", json={"k": 1, "annotator": "ana"}).json()[
+            "queries"
+        ][0]
+        content = client.get(query["image"]["url"])
+        assert content.status_code == 200 and content.content[:4] == b"\x89PNG"
+        answer = {"query_id": query["query_id"], "action": "adjust", "bbox": [3, 3, 28, 28], "label": "dog"}
+        assert client.post(f"/v1/projects/{pid}/labels", json={"labels": [answer]}).status_code == 200
+        coco = client.get(f"/v1/projects/{pid}/export").json()
+        assert [a["bbox"] for a in coco["annotations"]] == [[3, 3, 25, 25]]
+        archive = client.get(f"/v1/projects/{pid}/export", params={"format": "yolo", "images": "true"})
+        names = zipfile.ZipFile(io.BytesIO(archive.content)).namelist()
+        assert "train/images/img1.png" in names and "train/labels/img1.txt" in names
+        # an object deleted from the bucket: served from the cache if read before, else 502 naming it
+        import boto3
+
+        boto3.client("s3", endpoint_url=s3).delete_object(Bucket="cells", Key="pool/img2.png")
+        gone = client.get(f"/v1/projects/{pid}/images/{images[2]['id']}/content")
+        assert gone.status_code == 200  # the registration read it into the cache
+        listed = client.post(
+            f"/v1/projects/{pid}/images", json={"images": [{"uri": "s3://cells/pool/img9.png"}]}
+        )
+        assert (
+            listed.status_code == 502
+            and "s3://cells/pool/img9.png: no such object" in listed.json()["detail"]
+        )
+        outside = client.post(f"/v1/projects/{pid}/images", json={"prefix": "s3://other/pool/"})
+        assert outside.status_code == 403 and "outside the allowed URL prefixes" in outside.json()["detail"]
+        sibling = client.post(
+            f"/v1/projects/{pid}/images", json={"images": [{"uri": "s3://cells/pool-evil/a.png"}]}
+        )
+        assert sibling.status_code == 403  # a prefix is a folder: pool/ does not admit pool-evil/
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[str]:
+    """A web server on loopback serving a folder of images (its directory listing included)."""
+    folder = tmp_path / "site"
+    for i in range(2):
+        write_image(folder / "pics" / f"p{i}.png", 40, 30 + i)
+    handler = functools.partial(
+        type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(folder)
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/pics/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_images_register_serve_and_fail_clearly(settings, database, admin_token, web) -> None:
+    closed = f"http://127.0.0.1:{_free_port()}/pics/"  # nothing listens there
+    roots = [*settings.image_roots, web, closed]
+    settings = settings.model_copy(update={"image_roots": roots, "remote_timeout_s": 5.0})
+    with _app_client(settings, database, admin_token) as client:
+        pid = create_project(client, classes=["cat", "dog"])["id"]
+        response = client.post(f"/v1/projects/{pid}/images", json={"prefix": web})
+        assert response.status_code == 201, response.text
+        images = response.json()["images"]
+        assert [(im["external_id"], im["height"]) for im in images] == [("p0", 30), ("p1", 31)]
+        import_coco(client, pid, coco_for(images[:1], {"p0": [([1, 1, 20, 20], "cat")]}, ["cat", "dog"]))
+        preds = coco_for(images[1:], {"p1": [([2, 2, 30, 25], "dog")]}, ["cat", "dog"], scores=True)
+        import_coco(client, pid, preds, kind="predictions")
+        query = client.post(f"/v1/projects/{pid}/queries", json={"k": 1, "annotator": "ana"}).json()[
+            "queries"
+        ][0]
+        assert client.get(query["image"]["url"]).content[:4] == b"\x89PNG"
+        answer = {"query_id": query["query_id"], "action": "background"}
+        assert client.post(f"/v1/projects/{pid}/labels", json={"labels": [answer]}).status_code == 200
+        assert len(client.get(f"/v1/projects/{pid}/export").json()["annotations"]) == 1
+        missing = client.post(f"/v1/projects/{pid}/images", json={"images": [{"uri": f"{web}nope.png"}]})
+        assert missing.status_code == 502 and "no such object" in missing.json()["detail"]
+        down = client.post(f"/v1/projects/{pid}/images", json={"images": [{"uri": f"{closed}a.png"}]})
+        assert down.status_code in (502, 504) and "could not be read" in down.json()["detail"]
+        # registered with its size given, never read: /content goes upstream and says why it failed
+        late = client.post(
+            f"/v1/projects/{pid}/images",
+            json={"images": [{"uri": f"{closed}b.png", "width": 10, "height": 10}]},
+        ).json()["images"][0]
+        content = client.get(f"/v1/projects/{pid}/images/{late['id']}/content")
+        assert content.status_code == 502 and content.json()["error"] == "bad_gateway"
