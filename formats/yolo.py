@@ -78,13 +78,15 @@ def read_yolo_dir(root: str | Path, names: list[str], subset: str) -> list[YoloI
                 width, height = image.size
         except OSError as exc:
             raise FormatError(f"{subset}/images/{path.name}: not a readable image ({exc})") from exc
-        labels = folder / "labels" / f"{path.stem}.txt"
-        objects = _objects(labels, names, width, height) if labels.is_file() else []
+        objects = read_labels(folder / "labels" / f"{path.stem}.txt", names, width, height)
         out.append(YoloImage(subset, path.stem, path, width, height, objects))
     return out
 
 
-def _objects(labels: Path, names: list[str], width: int, height: int) -> list[YoloObject]:
+def read_labels(labels: Path, names: list[str], width: int, height: int) -> list[YoloObject]:
+    """The objects of one label file (none if there is no file) for an image of the given size."""
+    if not labels.is_file():
+        return []
     objects = []
     for number, raw in enumerate(labels.read_text().splitlines(), start=1):
         fields = raw.split()

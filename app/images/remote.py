@@ -92,11 +92,9 @@ def _failure(uri: str, exc: BaseException) -> RemoteError:
         if isinstance(err, TimeoutError) or "Timeout" in name:
             return RemoteError(uri, "timeout", f"no answer within the timeout ({name})")
     for err in chain:
-        if (
-            (isinstance(err, OSError)
-            and not isinstance(err, FileNotFoundError))
-            or "Connect" in type(err).__name__
-        ):
+        if (isinstance(err, OSError) and not isinstance(err, FileNotFoundError)) or "Connect" in type(
+            err
+        ).__name__:
             return RemoteError(
                 uri, "unreachable", f"could not be read ({type(err).__name__}: {str(err)[:200]})"
             )
@@ -161,6 +159,27 @@ def listing(prefix: str, settings: Settings, suffixes: tuple[str, ...] = IMAGE_S
         raise _failure(prefix, exc) from exc
     uris = [f if "://" in f else f"{protocol}://{f}" for f in found]
     return sorted(u for u in uris if u.split("?", 1)[0].lower().endswith(suffixes))
+
+
+def mirror(prefix: str, settings: Settings, suffixes: tuple[str, ...], dest: Path) -> Path:
+    """Copy the small files (annotations, lists, data.yaml) under a remote prefix into ``dest``, keeping
+    their layout, so that the format readers can read them; images stay where they are."""
+    uris = listing(prefix, settings, suffixes)
+    base = prefix.rstrip("/") + "/"
+    fs = filesystem(prefix, settings)
+    try:
+        contents = fs.cat(uris) if uris else {}
+    except Exception as exc:  # fsspec stores raise their own kinds; each is named
+        raise _failure(prefix, exc) from exc
+    protocol = prefix.split("://", 1)[0]
+    for key, data in contents.items():
+        uri = key if "://" in key else f"{protocol}://{key}"
+        if isinstance(data, BaseException):
+            raise _failure(uri, data)
+        target = dest / uri.removeprefix(base)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return dest
 
 
 def _account(folder: Path, added: int, limit: int) -> None:

@@ -6,7 +6,8 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from app.schemas import Strict
 
-ABSOLUTE = r"^(/|file:///)"  # an absolute path, or a file:// URI of one
+# an absolute path, a file:// URI of one, or a prefix on object storage or a web server
+ABSOLUTE = r"^(/|file:///|(https?|s3|gs|gcs|az|abfs|abfss)://)"
 
 
 class CocoImport(Strict):
@@ -28,7 +29,8 @@ class VocImport(Strict):
     path: str = Field(
         max_length=4096,
         pattern=ABSOLUTE,
-        description="a VOC directory (Annotations/, JPEGImages/) under an image root",
+        description="a VOC directory (Annotations/, JPEGImages/) under an image root, or such a prefix on "
+        "object storage (s3://bucket/voc/) under an allowed URL prefix",
     )
     image_set: str | None = Field(
         None, max_length=100, pattern=r"^[\w.-]+$", description="read ImageSets/Main/<image_set>.txt only"
@@ -45,7 +47,7 @@ class YoloImport(Strict):
         max_length=4096,
         pattern=ABSOLUTE,
         description="an Ultralytics YOLO directory (data.yaml, <subset>/images, <subset>/labels) under an "
-        "image root",
+        "image root, or such a prefix on object storage under an allowed URL prefix",
     )
     subsets: list[Annotated[str, StringConstraints(pattern=r"^[\w.-]+$", max_length=100)]] | None = Field(
         None, description="subset folders to read (e.g. train, valid); default: every one"

@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 
 from app.images import service as images_service
 from app.imports.schemas import CocoImport, ImportReport, SkippedItem, VocImport, YoloImport
-from app.imports.sources import SourceBox, SourceImage, coco_sources, voc_sources, yolo_sources
+from app.imports.sources import SourceBox, SourceImage
 from app.labels.resolve import resolve_predictions_on_complete_image
 from app.models import Box, Image, Project
-from app.settings import Settings
 from formats.geometry import box_defect, clip_box
 
 MAX_LISTED_SKIPS = 100
@@ -41,18 +40,21 @@ class Report:
 
 
 def run_import(
-    session: Session, project: Project, body: CocoImport | VocImport | YoloImport, settings: Settings
+    session: Session, project: Project, body: CocoImport | VocImport | YoloImport, sources: list[SourceImage]
 ) -> ImportReport:
+    """Apply what ``read_sources`` read (outside this transaction) to the project."""
     if isinstance(body, CocoImport):
         report = Report("coco", body.kind)
-        sources = coco_sources(body, settings)
         kind, model_version = body.kind, body.model_version
     else:
         report = Report(body.format, "annotations")
-        sources = voc_sources(body, settings) if isinstance(body, VocImport) else yolo_sources(body, settings)
         kind, model_version = "annotations", None
-        if body.register_split:
-            _register_missing(session, project, sources, body.register_split, report)
+    for source in sources:
+        if source.defect:
+            report.skip(f"image {source.keys[0]} ({source.file_name})", source.defect)
+    sources = [source for source in sources if not source.defect]
+    if not isinstance(body, CocoImport) and body.register_split:
+        _register_missing(session, project, sources, body.register_split, report)
     _apply(session, project, sources, kind, model_version, report)
     session.flush()
     return report.finish()

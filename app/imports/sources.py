@@ -6,12 +6,15 @@ per-box defects are kept on the box and reported when the import is applied (ser
 
 from __future__ import annotations
 
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app.errors import Invalid, TooLarge
-from app.images.storage import resolve_under_roots
+from app.images import remote
+from app.images.storage import read_image_size, resolve_under_roots
 from app.imports.schemas import CocoImport, VocImport, YoloImport
 from app.settings import Settings
 from formats import FormatError, coco, voc, yolo
@@ -37,7 +40,8 @@ class SourceImage:
     width: int | None
     height: int | None
     boxes: list[SourceBox] = field(default_factory=list)
-    register_path: Path | None = None
+    register_path: Path | str | None = None  # a local file or a remote URI
+    defect: str | None = None  # why the image cannot be used (a remote object that cannot be read)
 
 
 def coco_sources(body: CocoImport, settings: Settings) -> list[SourceImage]:
@@ -93,8 +97,36 @@ def coco_sources(body: CocoImport, settings: Settings) -> list[SourceImage]:
     return list(sources.values())
 
 
-def voc_sources(body: VocImport, settings: Settings) -> list[SourceImage]:
-    root = resolve_under_roots(body.path, settings, what="path")
+def read_sources(body: CocoImport | VocImport | YoloImport, settings: Settings) -> list[SourceImage]:
+    """What the import says, read before any transaction begins (a prefix on object storage is read over
+    the network: its annotation files into a temporary folder, its images' sizes through the cache)."""
+    if isinstance(body, CocoImport):
+        return coco_sources(body, settings)
+    if not remote.is_remote(body.path):
+        root = resolve_under_roots(body.path, settings, what="path")
+        return (
+            voc_sources(body, root, settings)
+            if isinstance(body, VocImport)
+            else yolo_sources(body, root, settings)
+        )
+    prefix = body.path.rstrip("/") + "/"
+    remote.check_allowed(prefix, settings, what="path")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            if isinstance(body, VocImport):
+                root = remote.mirror(prefix, settings, (".xml", ".txt"), Path(tmp))
+                images = {PurePosixPath(u).name: u for u in remote.listing(prefix + "JPEGImages/", settings)}
+                return voc_sources(body, root, settings, images)
+            root = remote.mirror(prefix, settings, (".yaml", ".yml", ".txt"), Path(tmp))
+            return _remote_yolo(body, root, prefix, settings)
+        except remote.RemoteError as exc:
+            raise exc.http() from exc
+
+
+def voc_sources(
+    body: VocImport, root: Path, settings: Settings, remote_images: dict[str, str] | None = None
+) -> list[SourceImage]:
+    """``remote_images``: for a prefix on object storage, JPEGImages/' file names and their URIs."""
     try:
         annotations = voc.read_voc_dir(root, body.image_set)
     except FormatError as exc:
@@ -107,7 +139,9 @@ def voc_sources(body: VocImport, settings: Settings) -> list[SourceImage]:
             file_name=annotation.file_name,
             width=annotation.width,
             height=annotation.height,
-            register_path=voc.image_path(root, annotation),
+            register_path=voc.image_path(root, annotation)
+            if remote_images is None
+            else _remote_image(annotation.file_name, annotation.stem, remote_images),
         )
         for i, obj in enumerate(annotation.objects):
             item = f"{annotation.stem}.xml object {i} ({obj.name})"
@@ -116,8 +150,13 @@ def voc_sources(body: VocImport, settings: Settings) -> list[SourceImage]:
     return sources
 
 
-def yolo_sources(body: YoloImport, settings: Settings) -> list[SourceImage]:
-    root = resolve_under_roots(body.path, settings, what="path")
+def _remote_image(file_name: str, stem: str, images: dict[str, str]) -> str | None:
+    if file_name in images:
+        return images[file_name]
+    return next((images[stem + s] for s in voc.IMAGE_SUFFIXES if stem + s in images), None)
+
+
+def yolo_sources(body: YoloImport, root: Path, settings: Settings) -> list[SourceImage]:
     try:
         names = yolo.class_names(root)
         images = [
@@ -141,6 +180,44 @@ def yolo_sources(body: YoloImport, settings: Settings) -> list[SourceImage]:
             item = f"{image.subset}/labels/{image.stem}.txt line {obj.line}"
             source.boxes.append(SourceBox(obj.bbox, obj.name or "", item, defect=obj.defect))
         sources.append(source)
+    return sources
+
+
+def _remote_yolo(body: YoloImport, root: Path, prefix: str, settings: Settings) -> list[SourceImage]:
+    """A YOLO prefix: labels from the mirrored files, images where they are, sizes read through the cache
+    (eight at a time); an image that cannot be read is kept with its defect, for the report."""
+    try:
+        names = yolo.class_names(root)
+    except FormatError as exc:
+        raise Invalid(f"YOLO: {exc}") from exc
+    uris = remote.listing(prefix, settings)
+    subsets = body.subsets or sorted({u.removeprefix(prefix).split("/")[0] for u in uris if "/images/" in u})
+    chosen = [u for u in uris if u.removeprefix(prefix).split("/")[:2] in ([s, "images"] for s in subsets)]
+    if body.ids is not None:
+        wanted = set(body.ids)
+        chosen = [u for u in chosen if PurePosixPath(u).stem in wanted]
+
+    def one(uri: str) -> SourceImage:
+        subset, stem = uri.removeprefix(prefix).split("/")[0], PurePosixPath(uri).stem
+        source = SourceImage(keys=[stem], file_name=PurePosixPath(uri).name, width=None, height=None)
+        try:
+            width, height, _ = read_image_size(remote.fetch(uri, settings), settings, what=uri)
+        except remote.RemoteError as exc:
+            source.defect = f"{uri}: {exc.why}"
+            return source
+        except Invalid as exc:
+            source.defect = exc.detail
+            return source
+        source.width, source.height, source.register_path = width, height, uri
+        for obj in yolo.read_labels(root / subset / "labels" / f"{stem}.txt", names, width, height):
+            item = f"{subset}/labels/{stem}.txt line {obj.line}"
+            source.boxes.append(SourceBox(obj.bbox, obj.name or "", item, defect=obj.defect))
+        return source
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sources = list(pool.map(one, chosen))
+    if sum(1 + len(s.boxes) for s in sources) > settings.max_import_items:
+        raise TooLarge(f"import has over {settings.max_import_items} images plus objects")
     return sources
 
 

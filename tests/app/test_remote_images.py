@@ -167,3 +167,64 @@ def test_http_images_register_serve_and_fail_clearly(settings, database, admin_t
         ).json()["images"][0]
         content = client.get(f"/v1/projects/{pid}/images/{late['id']}/content")
         assert content.status_code == 502 and content.json()["error"] == "bad_gateway"
+
+
+def _upload(endpoint: str, prefix: str, archive: bytes) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        for name in zipped.namelist():
+            client.put_object(Bucket="cells", Key=f"{prefix}{name}", Body=zipped.read(name))
+
+
+def test_voc_and_yolo_import_from_a_bucket_prefix(settings, database, admin_token, s3) -> None:
+    """An export put on object storage imports back from there: annotation files read over S3, images
+    registered where they are; an image that cannot be read is a line of the report."""
+    settings = settings.model_copy(
+        update={"image_roots": [*settings.image_roots, "s3://cells/"], "s3_endpoint_url": s3}
+    )
+    with _app_client(settings, database, admin_token) as client:
+        pid = create_project(client, classes=["cat", "dog"])["id"]
+        images = client.post(f"/v1/projects/{pid}/images", json={"prefix": "s3://cells/pool/"}).json()[
+            "images"
+        ]
+        truth = {"img0": [([1, 2, 20, 30], "cat")], "img1": [([4, 4, 40, 40], "dog"), ([0, 0, 9, 9], "cat")]}
+        import_coco(client, pid, coco_for(images[:2], truth, ["cat", "dog"]))
+        expected = sorted(
+            (a["bbox"], a["category_id"])
+            for a in client.get(f"/v1/projects/{pid}/export").json()["annotations"]
+        )
+        for fmt in ("voc", "yolo"):
+            _upload(
+                s3,
+                f"{fmt}/",
+                client.get(f"/v1/projects/{pid}/export", params={"format": fmt, "images": "true"}).content,
+            )
+        import boto3
+
+        boto3.client("s3", endpoint_url=s3).put_object(
+            Bucket="cells", Key="yolo/train/images/bad.png", Body=b"not a png"
+        )
+        for fmt, options in (("voc", {"image_set": "trainval"}), ("yolo", {"subsets": ["train"]})):
+            again = create_project(client, name=f"from-{fmt}", classes=["cat", "dog"])["id"]
+            body = {"format": fmt, "path": f"s3://cells/{fmt}/", "register_split": "pool", **options}
+            response = client.post(f"/v1/projects/{again}/imports", json=body)
+            assert response.status_code == 200, response.text
+            report = response.json()
+            assert report["images_registered"] == 2 and report["images_labeled"] == 2, report
+            got = sorted(
+                (a["bbox"], a["category_id"])
+                for a in client.get(f"/v1/projects/{again}/export").json()["annotations"]
+            )
+            assert len(got) == len(expected) and all(
+                c1 == c2 and max(abs(x - y) for x, y in zip(b1, b2, strict=True)) < 0.01
+                for (b1, c1), (b2, c2) in zip(got, expected, strict=True)
+            ), (fmt, got, expected)
+            stored = client.get(f"/v1/projects/{again}/images").json()["items"][0]
+            assert (
+                client.get(stored["url"]).status_code == 200
+            )  # the image stays on S3, read through the cache
+            if fmt == "yolo":
+                assert [s["item"] for s in report["skipped"]] == ["image bad (bad.png)"]
+                assert "not a readable image" in report["skipped"][0]["reason"]
