@@ -16,8 +16,9 @@ import re
 import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
-from app.errors import BadGateway, Forbidden, GatewayTimeout
+from app.errors import BadGateway, Forbidden, GatewayTimeout, Invalid
 from app.settings import Settings
 
 REMOTE = re.compile(r"^(https?|s3|gs|gcs|az|abfs|abfss)://", re.IGNORECASE)
@@ -43,6 +44,11 @@ def is_remote(uri: str) -> bool:
 
 
 def check_allowed(uri: str, settings: Settings, *, what: str = "uri") -> None:
+    """403 unless ``uri`` lies under an allowed URL prefix; 422 for a dot segment, which a web client would
+    resolve to a path outside the prefix it names."""
+    segments = unquote(uri.split("://", 1)[1].split("?", 1)[0]).split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise Invalid(f"{what}: {uri} has a '.' or '..' segment; name the object directly")
     roots = settings.remote_roots
     if not any(uri.startswith(root) for root in roots):
         allowed = ", ".join(roots) or "none"

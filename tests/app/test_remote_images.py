@@ -118,6 +118,11 @@ def test_s3_prefix_registers_leases_answers_and_exports(
             f"/v1/projects/{pid}/images", json={"images": [{"uri": "s3://cells/pool-evil/a.png"}]}
         )
         assert sibling.status_code == 403  # a prefix is a folder: pool/ does not admit pool-evil/
+        for sneaky in ("s3://cells/pool/../secret.png", "s3://cells/pool/%2e%2e/secret.png"):
+            dots = client.post(f"/v1/projects/{pid}/images", json={"images": [{"uri": sneaky}]})
+            assert dots.status_code == 422 and "'..' segment" in dots.json()["detail"]
+        again = client.post(f"/v1/projects/{pid}/images", json={"prefix": "s3://cells/pool", "split": "test"})
+        assert again.status_code == 409  # the prefix without its slash is the same folder: already registered
 
 
 @pytest.fixture
