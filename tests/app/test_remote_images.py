@@ -233,3 +233,23 @@ def test_voc_and_yolo_import_from_a_bucket_prefix(settings, database, admin_toke
             if fmt == "yolo":
                 assert [s["item"] for s in report["skipped"]] == ["image bad (bad.png)"]
                 assert "not a readable image" in report["skipped"][0]["reason"]
+
+
+def test_the_cache_stays_within_its_size_keeping_the_recently_used(settings, web, tmp_path) -> None:
+    from app.images import remote
+
+    size = len((tmp_path / "site" / "pics" / "p0.png").read_bytes())
+    settings = settings.model_copy(
+        update={"image_roots": [web], "data_dir": tmp_path / "data", "image_cache_bytes": int(2.5 * size)}
+    )
+    first = remote.fetch(f"{web}p0.png", settings)
+    second = remote.fetch(f"{web}p1.png", settings)
+    assert first.read_bytes() == (tmp_path / "site" / "pics" / "p0.png").read_bytes()
+    for i in range(2, 4):
+        write_image(tmp_path / "site" / "pics" / f"p{i}.png", 40, 30)
+    remote.fetch(f"{web}p0.png", settings)  # used again: the most recent
+    remote.fetch(f"{web}p2.png", settings)
+    remote.fetch(f"{web}p3.png", settings)
+    cached = list(settings.image_cache_dir.iterdir())
+    assert sum(p.stat().st_size for p in cached) <= 2.5 * size
+    assert not second.exists()  # the least recently used went first
