@@ -43,10 +43,15 @@ def is_remote(uri: str) -> bool:
     return bool(REMOTE.match(uri))
 
 
+def as_folder(prefix: str) -> str:
+    """A prefix as the folder it names: with one trailing slash (``s3://`` stays whole)."""
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
 def check_allowed(uri: str, settings: Settings, *, what: str = "uri") -> None:
     """403 unless ``uri`` lies under an allowed URL prefix; 422 for a dot segment, which a web client would
     resolve to a path outside the prefix it names."""
-    segments = unquote(uri.split("://", 1)[1].split("?", 1)[0]).split("/")
+    segments = unquote(uri.partition("://")[2].split("?", 1)[0]).split("/")
     if any(segment in (".", "..") for segment in segments):
         raise Invalid(f"{what}: {uri} has a '.' or '..' segment; name the object directly")
     roots = settings.remote_roots

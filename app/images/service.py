@@ -79,7 +79,7 @@ def prepare_prefix(
     """Every image file under a local directory or a remote prefix, with its size read (remote files
     through the cache, eight at a time); files that cannot be read are skipped, each with why."""
     if remote.is_remote(prefix):
-        prefix = prefix.rstrip("/") + "/"  # a prefix is a folder
+        prefix = remote.as_folder(prefix)  # a prefix is a folder
         remote.check_allowed(prefix, settings, what="prefix")
         try:
             uris = remote.listing(prefix, settings)

@@ -109,7 +109,7 @@ def read_sources(body: CocoImport | VocImport | YoloImport, settings: Settings) 
             if isinstance(body, VocImport)
             else yolo_sources(body, root, settings)
         )
-    prefix = body.path.rstrip("/") + "/"
+    prefix = remote.as_folder(body.path)
     remote.check_allowed(prefix, settings, what="path")
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -118,6 +118,10 @@ def test_s3_prefix_registers_leases_answers_and_exports(
             f"/v1/projects/{pid}/images", json={"images": [{"uri": "s3://cells/pool-evil/a.png"}]}
         )
         assert sibling.status_code == 403  # a prefix is a folder: pool/ does not admit pool-evil/
+        for bare in ({"images": [{"uri": "s3://"}]}, {"prefix": "s3://"}):  # was a 500 (IndexError)
+            assert client.post(f"/v1/projects/{pid}/images", json=bare).status_code == 403
+        bare_import = client.post(f"/v1/projects/{pid}/imports", json={"format": "voc", "path": "s3://"})
+        assert bare_import.status_code == 403
         for sneaky in ("s3://cells/pool/../secret.png", "s3://cells/pool/%2e%2e/secret.png"):
             dots = client.post(f"/v1/projects/{pid}/images", json={"images": [{"uri": sneaky}]})
             assert dots.status_code == 422 and "'..' segment" in dots.json()["detail"]
