@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     train_processes: int = Field(
         1, ge=1, le=64, description="processes a worker trains a round on (DDP; one per GPU it is given)"
     )
+    mixed_precision: bool = Field(
+        True, description="train with float16 autocast on CUDA (no effect on CPUs); false trains in float32"
+    )
     broker_timeout_s: float = Field(3.0, description="how long enqueueing waits for the broker")
     db_write_wait_s: float = Field(
         30.0,

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+FALSE = ("0", "false", "f", "no", "n", "off")  # what pydantic reads as false in a BOXAL_* setting
 PACKAGES = ("boxal", "torch", "torchvision", "numpy", "pycocotools", "fastapi", "sqlalchemy", "celery")
 
 
@@ -20,6 +21,9 @@ def _version(package: str) -> str | None:
 
 
 def _commit() -> str | None:
+    """The checkout's HEAD; BOXAL_COMMIT where the code runs outside one (an image, a copied tree)."""
+    if os.environ.get("BOXAL_COMMIT"):
+        return os.environ["BOXAL_COMMIT"]
     root = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(
@@ -30,6 +34,24 @@ def _commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def accelerator() -> str | None:
+    """The GPU the worker trains on (the engine's device "auto" picks CUDA when there is one), or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def machine() -> str:
+    """One line for a run's record: what its CPU time and wall time were spent on."""
+    gpu = accelerator()
+    if gpu:  # an embedded server's worker reads the same BOXAL_* environment as this process
+        mixed = os.environ.get("BOXAL_MIXED_PRECISION", "true").lower() not in FALSE
+        gpu += " (mixed precision)" if mixed else " (float32)"
+    return f"{os.cpu_count()} CPUs, {platform.machine()}" + (f", {gpu}" if gpu else "")
+
+
 def environment() -> dict[str, Any]:
     return {
         "packages": {name: _version(name) for name in PACKAGES},
@@ -38,6 +60,7 @@ def environment() -> dict[str, Any]:
             "platform": platform.platform(),
             "processor": platform.machine(),
             "cpus": os.cpu_count(),
+            "accelerator": accelerator(),
         },
         "commit": _commit(),
     }

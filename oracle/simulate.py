@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import shlex
 import sys
@@ -18,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from boxal.client import Client
+from oracle import provenance
 from oracle.datasets import Dataset
 from oracle.experiment import Experiment, Runner
 from oracle.presets import PRESETS
@@ -127,7 +126,7 @@ def simulate(
         "command": command,
         "cpu_s": round(_cpu_seconds(), 1) if url is None else None,  # a remote server's is not ours to see
         "wall_s": round(time.monotonic() - started, 1),
-        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}",
+        "machine": provenance.machine(),
     }
     spec = {**json.loads((out / "experiment.json").read_text()), "runs": [run]}
     (out / "experiment.json").write_text(json.dumps(spec, indent=2, default=str))

@@ -37,7 +37,9 @@ class EngineConfig:
     train: TrainConfig
 
     @classmethod
-    def from_settings(cls, settings: ProjectSettings, num_classes: int) -> EngineConfig:
+    def from_settings(
+        cls, settings: ProjectSettings, num_classes: int, *, mixed_precision: bool = True
+    ) -> EngineConfig:
         preset = get_preset(settings.model)
         return cls(
             preset=preset,
@@ -56,6 +58,7 @@ class EngineConfig:
                 warmup_iters=preset.warmup_iters,
                 iterations=settings.iterations,
                 seed=settings.seed,
+                amp=mixed_precision,
             ),
         )
 

@@ -107,13 +107,15 @@ def rpn_loss(
     noisy = all_labels >= NOISY_ANCHOR
     counted = torch.ones_like(noisy)
     # only positives have regression targets (a background anchor's may be infinite)
-    box = torch.zeros(sampled.numel(), dtype=pred_bbox_deltas.dtype, device=pred_bbox_deltas.device)
-    box[: sampled_pos.numel()] = F.smooth_l1_loss(
+    positive = F.smooth_l1_loss(
         pred_bbox_deltas[sampled_pos],
         torch.cat(regression_targets, dim=0)[sampled_pos],
         beta=1 / 9,
         reduction="none",
     ).sum(dim=1)
+    # the loss's own dtype: under CUDA autocast the deltas are float16 and smooth_l1 runs in float32
+    box = positive.new_zeros(sampled.numel())
+    box[: sampled_pos.numel()] = positive
     box_loss = combine(box, weights, noisy, counted, reading)
     bce = F.binary_cross_entropy_with_logits(
         objectness.flatten()[sampled], all_labels.clamp(max=1.0), reduction="none"
@@ -140,10 +142,11 @@ def fastrcnn_loss(
     positive = torch.where(all_labels > 0)[0]
     n = class_logits.shape[0]
     box_regression = box_regression.reshape(n, box_regression.size(-1) // 4, 4)
-    box = torch.zeros(n, dtype=class_logits.dtype, device=class_logits.device)
-    box[positive] = F.smooth_l1_loss(
+    regression = F.smooth_l1_loss(
         box_regression[positive, all_labels[positive]], all_targets[positive], beta=1 / 9, reduction="none"
     ).sum(dim=1)
+    box = regression.new_zeros(n)  # float32 under autocast, as above
+    box[positive] = regression
     return (
         combine(classification, all_weights, all_noisy, counted, reading),
         combine(box, all_weights, all_noisy, counted, reading),

@@ -43,7 +43,9 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
     if settings.noisy_targets == "refreshed":
         records, noisy_from = _refreshed(ctx, ref, records)
     records = [with_noisy_mode(r, settings.noisy, settings.lambda_d) for r in records]
-    config = EngineConfig.from_settings(settings, len(ref.classes))
+    config = EngineConfig.from_settings(
+        settings, len(ref.classes), mixed_precision=ctx.settings.mixed_precision
+    )
     detector = build(config, settings.loss_reading)  # seeded: a round's model depends only on its data
     model_version = ref.new_model_version
     progress(

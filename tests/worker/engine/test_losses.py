@@ -115,6 +115,23 @@ def test_loss_and_gradient_are_linear_in_lambda(arch: str) -> None:
     assert torch.allclose(grads[0.25] - grads[0.0], 0.25 * noisy_part, atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_dampened_losses_train_under_mixed_precision(arch: str) -> None:
+    """CUDA training autocasts (TrainConfig.amp): heads then give half-precision outputs while the
+    smooth-L1 and cross-entropy terms run in float32. CPU autocast in bfloat16 takes the same mixed-dtype
+    path, so a loss that writes one into a buffer of the other fails here as it would on a GPU."""
+    dampened, _ = _pair(arch)
+    images, items = _batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = _losses(dampened, images, items, lambda_d=0.5)
+    grads = _grads(dampened, mixed)
+    plain = _losses(dampened, images, items, lambda_d=0.5)
+    for name, value in mixed.items():
+        assert torch.isfinite(value), name
+        assert abs(value.item() - plain[name].item()) <= 0.05 * abs(plain[name].item()) + 1e-3, name
+    assert torch.isfinite(grads).all() and grads.abs().max() > 0
+
+
 def test_rpn_noisy_anchors_get_zero_gradient_at_lambda_zero_and_stay_foreground() -> None:
     objectness = torch.tensor([[2.0], [-1.0], [0.5], [0.3], [-0.7]], requires_grad=True)
     deltas = torch.randn(5, 4, requires_grad=True)
