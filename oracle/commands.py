@@ -50,6 +50,12 @@ def simulate(
             "a long experiment made in parts, merged by `boxal report`; default: every arm"
         ),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="the detector backend of every arm: torchvision or detectron2; default: the preset's"
+        ),
+    ] = None,
 ) -> None:
     """Reproduce the paper's box vs image query experiment with a simulated oracle, over the REST API."""
     from oracle.simulate import simulate as run
@@ -65,6 +71,7 @@ def simulate(
             rounds=rounds,
             smoke=smoke,
             only=arm,
+            backend=backend,
         )
     except ValueError as exc:
         typer.echo(str(exc), err=True)

@@ -24,6 +24,7 @@ from oracle.report import write_all
 from oracle.server import embedded_server
 
 console = Console()
+BACKENDS = ("torchvision", "detectron2")  # the project setting's values (the oracle never imports app/)
 
 
 @contextmanager
@@ -42,6 +43,7 @@ def simulate(
     rounds: int | None,
     smoke: bool = False,
     only: list[str] | None = None,
+    backend: str | None = None,
 ) -> Path:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -53,6 +55,10 @@ def simulate(
         experiment.rounds = rounds
     if only:
         experiment.only(only)  # unknown arm names fail before any work
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        experiment.settings = {**experiment.settings, "backend": backend}  # recorded: runs merge only alike
     out.mkdir(parents=True, exist_ok=True)
     with console.status(f"preparing the {preset} data set"):
         dataset = chosen.dataset(data, out)

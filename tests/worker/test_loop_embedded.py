@@ -141,3 +141,40 @@ def test_a_failing_task_marks_the_job_failed_and_the_round_retryable(embedded, s
     assert retry.status_code == 202 and retry.json()["round"] == 1
     assert wait_job(client, retry.json()["job_id"])["state"] == "succeeded"
     assert len(client.get(f"/v1/projects/{pid}/curve").json()["points"]) == 1
+
+
+def _has_detectron2() -> bool:
+    from worker.engine.d2 import available
+
+    return available()
+
+
+@pytest.mark.skipif(
+    not _has_detectron2(), reason="Detectron2 is not installed (README: the detectron2 backend)"
+)
+def test_the_detectron2_backend_trains_scores_serves_queries_and_retrains(embedded, scenes):
+    """A project on backend detectron2 (the model zoo's R-50 FPN Faster R-CNN config, from scratch, at the
+    digit scenes' 96 px): round 1 trains and predicts the pool, its boxes are served, answers close the
+    round, and round 2 trains on them with dampened noisy targets, all through the worker process."""
+    client = embedded
+    pid, truth = digit_project(
+        client, scenes, pool=10, initial=3, test=3, round_size=4, name="d2", backend="detectron2"
+    )
+    settings = client.get(f"/v1/projects/{pid}").json()["settings"]
+    assert settings["backend"] == "detectron2" and settings["detectron2_config"] is None
+    job = wait_job(client, client.post(f"/v1/projects/{pid}/rounds").json()["job_id"])
+    assert job["state"] == "succeeded", job
+    rounds = client.get(f"/v1/projects/{pid}/rounds").json()["items"]
+    first_model = rounds[1]["model_version"]
+    assert rounds[1]["pool"]["unlabeled_boxes"] >= 4 and rounds[1]["metrics"]["map50"] is not None
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"k": 4, "annotator": "oracle"}).json()[
+        "queries"
+    ]
+    assert len(queries) == 4 and all(q["unit"] == "box" and q["round"] == 1 for q in queries)
+    answers = [annotator_answer(q, truth, adjust=i < 2) for i, q in enumerate(queries)]
+    assert client.post(f"/v1/projects/{pid}/labels", json={"labels": answers}).json()["round_started"]
+    job2 = wait_job(client, client.get(f"/v1/projects/{pid}/rounds").json()["items"][2]["job_id"])
+    assert job2["state"] == "succeeded", job2
+    assert job2["progress"]["noisy_boxes"] > 0 and job2["progress"]["images"] > 3
+    curve = client.get(f"/v1/projects/{pid}/curve").json()["points"]
+    assert [p["round"] for p in curve] == [1, 2] and curve[1]["model_version"] != first_model

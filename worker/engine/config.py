@@ -35,6 +35,8 @@ class EngineConfig:
     max_size: int
     t_d: float
     train: TrainConfig
+    backend: str = "torchvision"  # or detectron2 (worker/engine/d2/)
+    detectron2_config: str | None = None  # backend detectron2: its config (d2/config.py)
 
     @classmethod
     def from_settings(
@@ -60,6 +62,8 @@ class EngineConfig:
                 seed=settings.seed,
                 amp=mixed_precision,
             ),
+            backend=settings.backend,
+            detectron2_config=settings.detectron2_config,
         )
 
     def to_dict(self) -> dict[str, Any]:

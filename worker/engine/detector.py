@@ -108,18 +108,14 @@ class FasterRCNNDetector(Detector):
         for i, (boxes, scores, size) in enumerate(
             zip(pred_boxes.split(counts), pred_scores.split(counts), image_list.image_sizes, strict=True)
         ):
-            boxes = clip_boxes_to_image(boxes, size)[:, 1:].reshape(-1, 4)
             n = scores.shape[0]
-            classes = scores.shape[1] - 1
-            labels = torch.arange(classes, device=scores.device).repeat(n)
-            rows = torch.arange(n, device=scores.device).repeat_interleave(classes)
-            flat = scores[:, 1:].reshape(-1)
-            keep = torch.where(flat >= t_d)[0]
-            boxes, flat, labels, rows = boxes[keep], flat[keep], labels[keep], rows[keep]
-            keep = remove_small_boxes(boxes, min_size=1e-2)
-            boxes, flat, labels, rows = boxes[keep], flat[keep], labels[keep], rows[keep]
-            keep = batched_nms(boxes, flat, labels, heads.nms_thresh)[: heads.detections_per_img]
-            boxes, flat, labels, rows = boxes[keep], flat[keep], labels[keep], rows[keep]
+            boxes, flat, labels, rows = class_detections(
+                clip_boxes_to_image(boxes, size)[:, 1:],  # torchvision's class 0 is background
+                scores[:, 1:],
+                t_d,
+                heads.nms_thresh,
+                heads.detections_per_img,
+            )
             out.append(
                 Detections(
                     boxes=resize_boxes(boxes, size, originals[i]),
@@ -189,17 +185,14 @@ class RetinaNetDetector(Detector):
             all_boxes, all_scores, all_labels, all_rows = [], [], [], []
             start = 0
             for count in per_level:
-                level_logits = logits[start : start + count]
-                scores = torch.sigmoid(level_logits).flatten()
-                candidates = torch.where(scores >= t_d)[0]
-                top = min(model.topk_candidates, candidates.numel())
-                scores, order = scores[candidates].topk(top)
-                candidates = candidates[order]
-                rows = torch.div(candidates, self.num_classes, rounding_mode="floor") + start
+                scores, rows, labels = dense_candidates(
+                    logits[start : start + count], self.num_classes, t_d, model.topk_candidates
+                )
+                rows = rows + start
                 decoded = model.box_coder.decode_single(regression[rows], anchors[i][rows])
                 all_boxes.append(clip_boxes_to_image(decoded, size))
                 all_scores.append(scores)
-                all_labels.append(candidates % self.num_classes)
+                all_labels.append(labels)
                 all_rows.append(rows)
                 start += count
             boxes, scores = torch.cat(all_boxes), torch.cat(all_scores)
@@ -236,6 +229,34 @@ class RetinaNetDetector(Detector):
         return out
 
 
+def class_detections(
+    boxes: Tensor, probs: Tensor, t_d: float, nms_thresh: float, top: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Every (proposal, class) pair whose probability reaches ``t_d``, from per-class ``boxes`` (n, C, 4)
+    or (n, C * 4) and ``probs`` (n, C): near-empty boxes dropped, class-wise NMS, the best ``top``.
+    Returns their boxes, scores, labels (0..C-1) and proposal rows."""
+    n, classes = probs.shape
+    labels = torch.arange(classes, device=probs.device).repeat(n)
+    rows = torch.arange(n, device=probs.device).repeat_interleave(classes)
+    boxes, flat = boxes.reshape(-1, 4), probs.reshape(-1)
+    keep = torch.where(flat >= t_d)[0]
+    boxes, flat, labels, rows = boxes[keep], flat[keep], labels[keep], rows[keep]
+    keep = remove_small_boxes(boxes, min_size=1e-2)
+    boxes, flat, labels, rows = boxes[keep], flat[keep], labels[keep], rows[keep]
+    keep = batched_nms(boxes, flat, labels, nms_thresh)[:top]
+    return boxes[keep], flat[keep], labels[keep], rows[keep]
+
+
+def dense_candidates(logits: Tensor, num_classes: int, t_d: float, top: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A dense head's level, (anchors, C) logits: the best ``top`` sigmoid scores reaching ``t_d``, with
+    their anchor (row within the level) and class."""
+    scores = torch.sigmoid(logits).flatten()
+    candidates = torch.where(scores >= t_d)[0]
+    scores, order = scores[candidates].topk(min(top, candidates.numel()))
+    candidates = candidates[order]
+    return scores, torch.div(candidates, num_classes, rounding_mode="floor"), candidates % num_classes
+
+
 def build_detector(
     preset: Preset,
     num_classes: int,
@@ -245,10 +266,26 @@ def build_detector(
     max_size: int | None = None,
     dampened: bool = True,
     reading: Reading = "anchor_weights",
+    backend: str = "torchvision",
+    config: str | None = None,
 ) -> Detector:
     """A detector of ``preset`` for ``num_classes`` classes, starting from ``weights`` (none, imagenet,
     coco or a file: worker/engine/weights.py); ``dampened=False`` gives torchvision's stock heads (the
-    tests compare the two); ``reading`` is how its loss weighs noisy boxes (losses.py)."""
+    tests compare the two); ``reading`` is how its loss weighs noisy boxes (losses.py). ``backend``
+    detectron2 builds Detectron2's model from ``config`` instead (worker/engine/d2/)."""
+    if backend == "detectron2":
+        from worker.engine.d2 import build_d2_detector
+
+        return build_d2_detector(
+            preset,
+            num_classes,
+            config=config,
+            weights=weights,
+            min_size=min_size,
+            max_size=max_size,
+            dampened=dampened,
+            reading=reading,
+        )
     if preset.arch == "faster_rcnn":
         model = faster_rcnn.build_faster_rcnn(
             preset,

@@ -37,6 +37,8 @@ def build(config: EngineConfig, reading: Reading) -> Detector:
         min_size=config.min_size,
         max_size=config.max_size,
         reading=reading,
+        backend=config.backend,
+        config=config.detectron2_config,
     )
 
 

@@ -71,15 +71,28 @@ def anchor_noisy(noisy: Tensor, matched_idxs: Tensor, foreground: Tensor) -> Ten
     return foreground & noisy[matched_idxs.clamp(min=0, max=noisy.numel() - 1)]
 
 
-def combine(per_anchor: Tensor, weights: Tensor, noisy: Tensor, counted: Tensor, reading: Reading) -> Tensor:
+def combine(
+    per_anchor: Tensor,
+    weights: Tensor,
+    noisy: Tensor,
+    counted: Tensor,
+    reading: Reading,
+    normalizer: float | Tensor | None = None,
+) -> Tensor:
     """One loss term from per-anchor losses (A,), weights (A,) and noisy (A,) bool over the anchors it
-    sums, normalised over ``counted`` (A,) bool: the anchors the stock term counts (its denominator)."""
+    sums, normalised over ``counted`` (A,) bool: the anchors the stock term counts (its denominator).
+
+    ``normalizer``: a stock term whose denominator is not that count (Detectron2's RPN divides by the
+    sample size it asked for, its RetinaNet by a running mean of positives); ``group_means`` then scales
+    its two means by count / normalizer, so that without noisy boxes it is still the stock term."""
     weighted = per_anchor * weights
+    count = counted.sum().clamp(min=1)
     if reading == "anchor_weights":
-        return weighted.sum() / counted.sum().clamp(min=1)
+        return weighted.sum() / (count if normalizer is None else normalizer)
     labeled_count = (counted & ~noisy).sum().clamp(min=1)
     noisy_count = (counted & noisy).sum().clamp(min=1)
-    return weighted[~noisy].sum() / labeled_count + weighted[noisy].sum() / noisy_count
+    means = weighted[~noisy].sum() / labeled_count + weighted[noisy].sum() / noisy_count
+    return means if normalizer is None else means * count / normalizer
 
 
 def rpn_anchor_weights(labels: Tensor) -> Tensor:

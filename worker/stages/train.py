@@ -13,6 +13,7 @@ from app.rounds import results
 from app.rounds.training_set import TrainingImage, training_set, with_noisy_mode
 from worker.context import WorkerContext
 from worker.engine.config import EngineConfig
+from worker.engine.detector import Detector
 from worker.engine.inference import predict
 from worker.engine.launch import build, train_on_processes
 from worker.engine.refresh import refresh
@@ -86,23 +87,29 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
             extra=extra,
         )
         resumed_from = result.resumed_from_epoch
-    ctx.artifacts.save_model(
-        model_version,
-        {
-            "model": detector.model.state_dict(),
-            "preset": config.preset.name,
-            "num_classes": config.num_classes,
-            "min_size": config.min_size,
-            "max_size": config.max_size,
-            "model_version": model_version,
-            "project_id": ref.project_id,
-            "round": ref.number,
-            "config": config.to_dict(),
-            "resumed_from_epoch": resumed_from,
-        },
-    )
+    ctx.artifacts.save_model(model_version, _saved(detector, config, ref, model_version, resumed_from))
     _finish(ctx, ref, model_version, resumed_from_epoch=resumed_from)
     return model_version
+
+
+def _saved(
+    detector: Detector, config: EngineConfig, ref: RoundRef, model_version: str, resumed_from: int
+) -> dict[str, Any]:
+    """A model version's file: its weights and what rebuilds it (WorkerContext.detector)."""
+    return {
+        "model": detector.model.state_dict(),
+        "preset": config.preset.name,
+        "num_classes": config.num_classes,
+        "min_size": config.min_size,
+        "max_size": config.max_size,
+        "backend": config.backend,
+        "detectron2_config": config.detectron2_config,
+        "model_version": model_version,
+        "project_id": ref.project_id,
+        "round": ref.number,
+        "config": config.to_dict(),
+        "resumed_from_epoch": resumed_from,
+    }
 
 
 def _refreshed(
