@@ -141,8 +141,13 @@ def level_table(rows: list[dict[str, Any]], levels: list[dict[str, Any]], axis: 
     """Markdown: cost per level and arm (mean [min-max] over seeds), and the paired per-seed saving of the
     best box arm over the best image arm."""
     arms = sorted({r["arm"] for r in levels if r["axis"] == axis})
-    box_arms = [a for a in arms if _unit(rows, a) == "box"]
-    image_arms = [a for a in arms if _unit(rows, a) == "image"]
+    seeds = {r["seed"] for r in levels if r["axis"] == axis}
+    # the saving pairs seeds, so only arms run on every seed compete for "best" (runs merged part-way)
+    complete = [
+        a for a in arms if {r["seed"] for r in levels if r["arm"] == a and r["axis"] == axis} == seeds
+    ]
+    box_arms = [a for a in complete if _unit(rows, a) == "box"]
+    image_arms = [a for a in complete if _unit(rows, a) == "image"]
     lines = [
         "| level | " + " | ".join(arms) + " | best box vs best image: saving per seed |",
         "| --- | " + " | ".join("---:" for _ in arms) + " | --- |",

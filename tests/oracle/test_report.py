@@ -214,3 +214,17 @@ def test_per_class_results_go_to_classes_csv_and_a_plot(tmp_path: Path) -> None:
         ("3", "300", "0.6000000000000001", "3"),
     ]
     assert (tmp_path / "ap50_per_class.png").stat().st_size > 0
+
+
+def test_runs_merged_part_way_compare_only_arms_run_on_every_seed() -> None:
+    """Seed 1 ran an image arm that seed 0 did not yet (was a ValueError from pairing seeds with zip): the
+    saving pairs box/a with image/x, the arms both seeds have, and the newer arm is reported alone."""
+    rows = _rows(0) + _rows(1)
+    extra = [dict(r, arm="image/y") for r in _rows(1) if r["arm"] == "image/x"]
+    for row in extra:
+        row["boxes_obtained"] = row["boxes_obtained"] // 2  # cheaper: it would be "best" if it counted
+    text = summary(rows + extra, "toy", [], pool_boxes=1000)
+    assert (
+        "| 90% | 200 [200-200] | 267 [267-267] | 400 [400-400] | 200 | box/a vs image/x: 50% [50% to 50%] |"
+        in text
+    )
