@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Any
 
 FALSE = ("0", "false", "f", "no", "n", "off")  # what pydantic reads as false in a BOXAL_* setting
-PACKAGES = ("boxal", "torch", "torchvision", "numpy", "pycocotools", "fastapi", "sqlalchemy", "celery")
+PACKAGES = (
+    "boxal",
+    "torch",
+    "torchvision",
+    "detectron2",
+    "numpy",
+    "pycocotools",
+    "fastapi",
+    "sqlalchemy",
+    "celery",
+)
 
 
 def _version(package: str) -> str | None:
