@@ -19,11 +19,12 @@ from torchvision.models.detection.retinanet import RetinaNet
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
 from worker.engine import faster_rcnn, retinanet
 from worker.engine.losses import Reading
 from worker.engine.presets import Preset
+from worker.engine.selection import class_detections, dense_candidates
 
 
 @dataclass
@@ -227,34 +228,6 @@ class RetinaNetDetector(Detector):
             best = box_iou(scaled, decoded).argmax(dim=1)
             out.append(Rescored(torch.sigmoid(head["cls_logits"][i][best]), None, pooled[i]))
         return out
-
-
-def class_detections(
-    boxes: Tensor, probs: Tensor, t_d: float, nms_thresh: float, top: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Every (proposal, class) pair whose probability reaches ``t_d``, from per-class ``boxes`` (n, C, 4)
-    or (n, C * 4) and ``probs`` (n, C): near-empty boxes dropped, class-wise NMS, the best ``top``.
-    Returns their boxes, scores, labels (0..C-1) and proposal rows."""
-    n, classes = probs.shape
-    labels = torch.arange(classes, device=probs.device).repeat(n)
-    rows = torch.arange(n, device=probs.device).repeat_interleave(classes)
-    boxes, flat = boxes.reshape(-1, 4), probs.reshape(-1)
-    keep = torch.where(flat >= t_d)[0]
-    boxes, flat, labels, rows = boxes[keep], flat[keep], labels[keep], rows[keep]
-    keep = remove_small_boxes(boxes, min_size=1e-2)
-    boxes, flat, labels, rows = boxes[keep], flat[keep], labels[keep], rows[keep]
-    keep = batched_nms(boxes, flat, labels, nms_thresh)[:top]
-    return boxes[keep], flat[keep], labels[keep], rows[keep]
-
-
-def dense_candidates(logits: Tensor, num_classes: int, t_d: float, top: int) -> tuple[Tensor, Tensor, Tensor]:
-    """A dense head's level, (anchors, C) logits: the best ``top`` sigmoid scores reaching ``t_d``, with
-    their anchor (row within the level) and class."""
-    scores = torch.sigmoid(logits).flatten()
-    candidates = torch.where(scores >= t_d)[0]
-    scores, order = scores[candidates].topk(min(top, candidates.numel()))
-    candidates = candidates[order]
-    return scores, torch.div(candidates, num_classes, rounding_mode="floor"), candidates % num_classes
 
 
 def build_detector(

@@ -20,8 +20,9 @@ from detectron2.utils.events import EventStorage
 from torch import Tensor, nn
 
 from worker.engine.d2.matching import to_instances
-from worker.engine.detector import Detections, Detector, Rescored, class_detections, dense_candidates
+from worker.engine.detector import Detections, Detector, Rescored
 from worker.engine.presets import Preset
+from worker.engine.selection import class_detections, dense_candidates
 
 
 def _plain(model: nn.Module) -> Any:  # Detectron2's modules are untyped
