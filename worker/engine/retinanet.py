@@ -83,6 +83,11 @@ class DampenedRetinaNet(RetinaNet):
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
 
+def octave_sizes(size: int) -> tuple[int, int, int]:
+    """RetinaNet's three anchor sizes per level: the base size and two steps of a third of an octave."""
+    return size, int(size * 2 ** (1 / 3)), int(size * 2 ** (2 / 3))
+
+
 def build_retinanet(
     preset: Preset,
     num_classes: int,
@@ -98,7 +103,7 @@ def build_retinanet(
     start = resolve(preset, weights)
     backbone = build_backbone(preset, frozen_bn=start.frozen_bn, body_state=start.body)
     levels = len(backbone.body.return_layers) + 2  # P6, P7
-    sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in preset.anchor_sizes[:levels])
+    sizes = tuple(octave_sizes(s) for s in preset.anchor_sizes[:levels])
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * levels)
     num_anchors = anchors.num_anchors_per_location()[0]
     if dampened:

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from worker.engine.backbone import MOBILENET_TAPS, build_backbone
 from worker.engine.presets import Preset, get_preset
+from worker.engine.retinanet import octave_sizes
 from worker.engine.weights import resolve
 
 IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
@@ -30,6 +31,11 @@ def _strides(preset: Preset) -> list[int]:
     return taps + extra
 
 
+def _names(strides: list[int]) -> list[str]:
+    """Detectron2's feature names: p3 for stride 8."""
+    return [f"p{s.bit_length() - 1}" for s in strides]
+
+
 class LiteBackbone(Backbone):  # type: ignore[misc]
     """backbone.py's FPN, its outputs named by stride as Detectron2's are (p3 = stride 8)."""
 
@@ -38,7 +44,7 @@ class LiteBackbone(Backbone):  # type: ignore[misc]
         body = resolve(preset, "imagenet").body if imagenet else None
         self.fpn = build_backbone(preset, frozen_bn=frozen_bn, body_state=body)
         self.strides = _strides(preset)
-        self.names = [f"p{s.bit_length() - 1}" for s in self.strides]
+        self.names = _names(self.strides)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return dict(zip(self.names, self.fpn(x).values(), strict=True))
@@ -71,13 +77,11 @@ def adapt(cfg: CfgNode, preset: Preset, *, frozen_bn: bool, imagenet: bool) -> N
     cfg.MODEL.BACKBONE.NAME = "build_lite_backbone"
     cfg.INPUT.FORMAT = "RGB"  # torchvision's normalisation, on 0-255 pixels
     cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = IMAGENET_MEAN, IMAGENET_STD
-    names = [f"p{s.bit_length() - 1}" for s in _strides(preset)]
+    names = _names(_strides(preset))
     if preset.arch == "retinanet":
         cfg.MODEL.RETINANET.IN_FEATURES = names
         cfg.MODEL.RETINANET.NUM_CONVS = preset.retinanet_convs
-        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [
-            [s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))] for s in preset.anchor_sizes[: len(names)]
-        ]
+        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [list(octave_sizes(s)) for s in preset.anchor_sizes[: len(names)]]
         cfg.TEST.DETECTIONS_PER_IMAGE = preset.detections_per_img
         return
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[s] for s in preset.anchor_sizes[: len(names)]]
