@@ -56,8 +56,19 @@ def simulate(
             help="the detector backend of every arm: torchvision or detectron2; default: the preset's"
         ),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE: a project setting of every arm, the initial model and the reference, over "
+            "the preset's (repeatable; VALUE read as JSON, else as text; the initial model's and the "
+            "reference's own step counts stay); recorded, so runs merge only with alike",
+        ),
+    ] = None,
 ) -> None:
     """Reproduce the paper's box vs image query experiment with a simulated oracle, over the REST API."""
+    from boxal.client import BoxalError
+    from oracle.simulate import overrides
     from oracle.simulate import simulate as run
 
     try:
@@ -72,9 +83,15 @@ def simulate(
             smoke=smoke,
             only=arm,
             backend=backend,
+            settings=overrides(set_ or []),
         )
     except ValueError as exc:
         typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    except BoxalError as exc:
+        if exc.status != 422:
+            raise
+        typer.echo(f"the server refused the experiment's settings: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 

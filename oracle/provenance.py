@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -44,8 +45,10 @@ def _commit() -> str | None:
     return out.stdout.strip() or None
 
 
+@functools.cache
 def accelerator() -> str | None:
-    """The GPU the worker trains on (the engine's device "auto" picks CUDA when there is one), or None."""
+    """The GPU the worker trains on (the engine's device "auto" picks CUDA when there is one), or None;
+    asked once per process (a run's machine line and its environment both name it)."""
     try:
         import torch
     except ImportError:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -44,6 +45,7 @@ def simulate(
     smoke: bool = False,
     only: list[str] | None = None,
     backend: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -59,6 +61,8 @@ def simulate(
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         experiment.settings = {**experiment.settings, "backend": backend}  # recorded: runs merge only alike
+    if settings:
+        experiment.settings = {**experiment.settings, **settings}
     out.mkdir(parents=True, exist_ok=True)
     with console.status(f"preparing the {preset} data set"):
         dataset = chosen.dataset(data, out)
@@ -141,6 +145,22 @@ def simulate(
     console.print(
         f"done in {run['wall_s']:.0f} s ({(run['cpu_s'] or 0) / 3600:.1f} CPU hours): {out / 'summary.md'}"
     )
+    return out
+
+
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as settings: VALUE as JSON (numbers, true, null, lists), else as text.
+    The server validates them when the first project is made, before any training."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set min_size=512")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
     return out
 
 

@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_smoke_preset_writes_every_output_with_well_formed_curves(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "simulate", "--preset", "smoke", "--out", str(out)],
+        # --set: a setting over the preset's, for every arm and the reference
+        [
+            *(sys.executable, "-m", "app.cli", "simulate", "--preset", "smoke", "--out", str(out)),
+            *("--set", "lambda_d=0.25"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -68,3 +72,29 @@ def test_smoke_preset_writes_every_output_with_well_formed_curves(tmp_path: Path
     assert "| level | box/random | image/random | best box vs best image: saving per seed |" in summary
     spec = json.loads((out / "experiment.json").read_text())
     assert spec["runs"][0]["cpu_s"] > 0 and spec["environment"]["packages"]["torch"]
+    assert spec["settings"]["lambda_d"] == 0.25 and "--set lambda_d=0.25" in spec["runs"][0]["command"]
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("min_size", "--set 'min_size': expected KEY=VALUE"),
+        ("=3", "expected KEY=VALUE"),
+        ("min_sise=512", "the server refused the experiment's settings"),
+        ("min_size=big", "the server refused the experiment's settings"),
+    ],
+)
+def test_a_bad_setting_is_refused_before_any_training(tmp_path: Path, pair: str, message: str) -> None:
+    out = tmp_path / "smoke"
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "simulate", "--preset", "smoke", "--out", str(out), "--set", pair],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    rounds = out / "rounds.jsonl"
+    assert not rounds.exists() or rounds.read_text() == ""  # nothing trained, no round recorded
