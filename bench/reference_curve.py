@@ -4,7 +4,7 @@ reference is judged only once per 1,000-step round).
 
     python bench/reference_curve.py --preset aquarium --steps 2000 --every 250
     python bench/reference_curve.py --preset aquarium --steps 2000 --every 250 --min-size 512 --max-size 800
-    python bench/reference_curve.py --preset aquarium --images 20 --steps 450 --every 150   # the initial set
+    python bench/reference_curve.py --preset aquarium --images 20 --steps 450 --every 150 --fit  # initial set
     python bench/reference_curve.py --smoke      # a few seconds: that it runs and prints its table
 
 The model, learning rate and batch size are the preset's (each can be overridden); one schedule of
@@ -58,9 +58,16 @@ class Curve:
     """Evaluates the model every ``every`` steps from inside the training loop, one table row each."""
 
     def __init__(
-        self, detector: Detector, test: list[TrainingImage], classes: list[str], every: int, out: Any
+        self,
+        detector: Detector,
+        test: list[TrainingImage],
+        classes: list[str],
+        every: int,
+        out: Any,
+        fitted: list[TrainingImage] | None = None,
     ):
         self.detector, self.test, self.classes, self.every, self.out = detector, test, classes, every, out
+        self.fitted = fitted  # the training images, evaluated too: how well the model fits what it saw
         self.step, self.losses, self.started, self.paused = 0, [], time.perf_counter(), 0.0
 
     def __call__(self, progress: Progress) -> None:
@@ -73,6 +80,7 @@ class Curve:
     def row(self, lr: float) -> dict[str, Any]:
         paused = time.perf_counter()
         metrics = evaluate(self.detector, self.test)
+        fit = evaluate(self.detector, self.fitted)["map50"] if self.fitted else None
         self.paused += time.perf_counter() - paused
         row = {
             "step": self.step,
@@ -82,12 +90,13 @@ class Curve:
             "map50": round(metrics["map50"], 4),
             "map": round(metrics["map"], 4),
             "ap50_per_class": dict(zip(self.classes, metrics["map50_per_class"], strict=True)),
+            "train_map50": None if fit is None else round(fit, 4),
         }
         self.losses = []
         per_class = " / ".join("-" if v is None else f"{v:.2f}" for v in row["ap50_per_class"].values())
         print(
             f"| {row['step']} | {row['train_s']:.0f} s | {row['loss']:.3f} | {row['map50']:.3f} "
-            f"| {row['map']:.3f} | {per_class} |",
+            f"| {row['map']:.3f} | {per_class} |" + ("" if fit is None else f" {fit:.3f} |"),
             flush=True,
         )
         if self.out is not None:
@@ -110,8 +119,9 @@ def run(args: argparse.Namespace, dataset: Dataset) -> None:
         f"{args.lr or settings.get('lr', preset.lr)}, x0.1 after "
         f"{args.steps * preset.lr_steps[0] // preset.epochs}"
     )
-    print(f"| steps | training | mean loss | mAP@0.5 | mAP | AP@0.5 {' / '.join(dataset.classes)} |")
-    print("| ---: | ---: | ---: | ---: | ---: | --- |")
+    fit = " mAP@0.5 on the training images |" if args.fit else ""
+    print(f"| steps | training | mean loss | mAP@0.5 | mAP | AP@0.5 {' / '.join(dataset.classes)} |{fit}")
+    print("| ---: | ---: | ---: | ---: | ---: | --- |" + " ---: |" * args.fit)
     seed_everything(args.seed)
     weights = args.weights or ("imagenet" if preset.pretrained else "none")
     detector = build_detector(
@@ -127,7 +137,7 @@ def run(args: argparse.Namespace, dataset: Dataset) -> None:
         seed=args.seed,
     )
     with open(args.out, "w") if args.out else nullcontext() as out:
-        curve = Curve(detector, test, dataset.classes, args.every, out)
+        curve = Curve(detector, test, dataset.classes, args.every, out, train_items if args.fit else None)
         train(detector, train_items, config, progress=curve)
         if curve.step % args.every:
             curve.row(config.lr)
@@ -151,6 +161,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fit", action="store_true", help="also evaluate on the training images")
     parser.add_argument("--out", type=Path, help="one JSON line per evaluation")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, in seconds")
     args = parser.parse_args()
