@@ -136,6 +136,8 @@ def run(args: argparse.Namespace, dataset: Dataset) -> None:
         iterations=args.steps,
         seed=args.seed,
     )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") if args.out else nullcontext() as out:
         curve = Curve(detector, test, dataset.classes, args.every, out, train_items if args.fit else None)
         train(detector, train_items, config, progress=curve)
