@@ -89,7 +89,10 @@ def simulate(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     except BoxalError as exc:
-        if exc.status != 422:
+        # only a refusal of the project's settings is the user's to mend; any other answer is a fault
+        if (exc.status, exc.method, exc.path) != (422, "POST", "/v1/projects") or "settings" not in str(
+            exc.detail
+        ):
             raise
         typer.echo(f"the server refused the experiment's settings: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -228,3 +228,23 @@ def test_runs_merged_part_way_compare_only_arms_run_on_every_seed() -> None:
         "| 90% | 200 [200-200] | 267 [267-267] | 400 [400-400] | 200 | box/a vs image/x: 50% [50% to 50%] |"
         in text
     )
+
+
+def test_a_box_arm_costing_more_than_twice_the_image_arm_is_stated_as_a_multiple() -> None:
+    """A saving of -300% says less than "4.0x the image arm's cost"; savings above -100% stay percentages."""
+    rows = []
+    for arm, unit, points in (
+        ("box/a", "box", [(100, 0.5), (300, 0.8), (400, 0.9)]),
+        ("image/x", "image", [(100, 0.9), (150, 0.9), (200, 0.95)]),
+        ("full", "-", [(1000, 1.0)]),
+    ):
+        for r, (boxes, share) in enumerate(points):
+            rows.append(
+                {"experiment": "toy", "dataset": "toy", "arm": arm, "unit": unit, "strategy": "s", "seed": 0,
+                 "round": r + 1, "boxes_obtained": boxes, "queries_answered": 2 * boxes,
+                 "seconds": 3.0 * boxes, "map50": 0.8 * share, "map": 0.4 * share, "model_version": "v",
+                 "wall_s": 1.0}
+            )  # fmt: skip
+    text = summary(rows, "toy", [], pool_boxes=1000)
+    assert "| 90% | 400 | 100 | box/a vs image/x: 4.0x the image arm's cost |" in text
+    assert "| 80% | 300 | 100 | box/a vs image/x: 3.0x the image arm's cost |" in text  # not -200%
