@@ -311,7 +311,8 @@ def summary(
         "arm's curve reaches a level and stays at or above it to the end of the run (linear between "
         "rounds), as the mean over seeds with the range in brackets; '-' where a seed's last round is "
         "below the level. Savings compare, seed by seed, the box arm and the image arm that needed the "
-        "least on that axis.",
+        "least on that axis; where the box arm needed more than twice the image arm's cost, the saving is "
+        "given as that multiple.",
     ]
     for axis, name in AXES.items():
         lines += ["", f"## On {name}", "", *level_table(rows, levels, axis, "sustained")]

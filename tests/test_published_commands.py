@@ -124,6 +124,9 @@ def runs(
 
 
 @pytest.mark.slow
+# the first test's setup runs every published command (about 32, each bounded by its own 900 s): longer than
+# the suite's 600 s per test on a slow machine (10 min on 2 cores, over 10 on a machine half as fast)
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("command", published())
 def test_a_published_command_runs_at_smoke_size(command: str, runs) -> None:  # type: ignore[no-untyped-def]
     if not runnable_here(command):
