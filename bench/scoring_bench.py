@@ -87,7 +87,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, in seconds")
     args = parser.parse_args()
     if args.smoke:
-        args.images, args.scenes = 8, args.scenes.with_name(args.scenes.name + "-smoke")
+        # one folder per process: two smoke runs at once (the published-command test) must not share it
+        args.images, args.scenes = 8, args.scenes.with_name(f"{args.scenes.name}-smoke-{os.getpid()}")
     torch.set_num_threads(2)
     with console.status(f"generating {args.images} digit scenes"):
         scenes = generate(args.scenes, train_images=args.images, test_images=1, size=128, seed=3)
