@@ -12,7 +12,9 @@ model is the lite Faster R-CNN after one short epoch, so that it predicts a real
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,6 +91,7 @@ def main() -> None:
     if args.smoke:
         # one folder per process: two smoke runs at once (the published-command test) must not share it
         args.images, args.scenes = 8, args.scenes.with_name(f"{args.scenes.name}-smoke-{os.getpid()}")
+        atexit.register(shutil.rmtree, args.scenes, True)  # and it goes when the run does
     torch.set_num_threads(2)
     with console.status(f"generating {args.images} digit scenes"):
         scenes = generate(args.scenes, train_images=args.images, test_images=1, size=128, seed=3)
