@@ -4,16 +4,11 @@ connections in check, and stops on SIGTERM within its grace period with requests
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import io
-import json
 import os
-import random
 import re
 import signal
 import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -22,11 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image as PILImage
 from sqlalchemy import func, select, text
 
 from app.db import Database
 from app.models import LabelEvent, Project, Query
+from bench.abuse import abuse, http_request
 from bench.pool import fill_pool
 from tests.conftest import BACKENDS
 from tests.worker.loop import HEADERS, TOKEN, boxal, free_port, start, wait_http
@@ -56,96 +51,6 @@ class Acknowledged:
     answers: set[int] = field(default_factory=set)
     projects: set[str] = field(default_factory=set)
     server_errors: list[str] = field(default_factory=list)
-
-
-def _png() -> bytes:
-    out = io.BytesIO()
-    PILImage.new("RGB", (32, 24), (10, 200, 30)).save(out, "PNG")
-    return out.getvalue()
-
-
-def _http(
-    method: str,
-    path: str,
-    body: bytes = b"",
-    *,
-    content_type: str = "application/json",
-    declared: int | None = None,
-) -> bytes:
-    head = (
-        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body) if declared is None else declared}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-def _requests(server: Server, count: int, rng: random.Random) -> list[bytes]:
-    """A mix of writes and reads, lease and label calls included, some with bodies that never finish."""
-    pid, png = server.pid, _png()
-    boundary = "boxalabuse"
-    multipart = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="u.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + png
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    makers = [
-        lambda i: _http("POST", "/v1/projects", json.dumps({"name": f"gone-{i}", "classes": ["a"]}).encode()),
-        lambda i: _http("GET", "/v1/projects?limit=1000"),
-        lambda i: _http("POST", f"/v1/projects/{pid}/queries", b'{"k": 5, "annotator": "gone"}'),
-        lambda i: _http(
-            "POST",
-            f"/v1/projects/{pid}/labels",
-            json.dumps(
-                {"labels": [{"query_id": q, "action": "background"} for q in rng.sample(server.leased, 3)]}
-            ).encode(),
-        ),
-        lambda i: _http("DELETE", f"/v1/projects/{pid}/queries/{rng.choice(server.leased)}"),
-        lambda i: _http("GET", f"/v1/projects/{pid}/images?limit=1000"),
-        lambda i: _http("POST", f"/v1/projects/{pid}/images", b'{"ima', declared=4000),  # body never ends
-        lambda i: _http(
-            "POST",
-            f"/v1/projects/{pid}/images",
-            multipart,
-            content_type=f"multipart/form-data; boundary={boundary}",
-        ),
-        lambda i: _http("GET", "/health"),
-    ]
-    return [rng.choice(makers)(i) for i in range(count)]
-
-
-async def _give_up(port: int, request: bytes, after_s: float, reset: bool) -> None:
-    """Send a request, then go away after ``after_s`` without reading the answer (RST or FIN)."""
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request)
-        await writer.drain()
-        await asyncio.sleep(after_s)
-        if reset:
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.close()
-    except OSError:
-        pass
-
-
-def _abuse(server: Server, count: int, seed: int) -> None:
-    rng = random.Random(seed)
-    requests = _requests(server, count, rng)
-
-    async def main() -> None:
-        limit = asyncio.Semaphore(200)
-
-        async def one(request: bytes) -> None:
-            async with limit:
-                await _give_up(server.port, request, rng.uniform(0.001, 0.008), rng.random() < 0.3)
-
-        await asyncio.gather(*(one(request) for request in requests))
-
-    asyncio.run(main())
 
 
 def _well_behaved(server: Server, stop: threading.Event, seen: Acknowledged) -> None:
@@ -305,7 +210,7 @@ def test_clients_that_give_up_leave_the_server_writable_and_stoppable(server: Se
     postgres = server.database.dialect == "postgresql"
     try:
         for seed in (1, 2):
-            _abuse(server, 400, seed=seed)
+            abuse(server.port, TOKEN, server.pid, server.leased, 400, seed=seed)
             _answers_promptly(server.url)
     finally:
         stop.set()
@@ -318,7 +223,9 @@ def test_clients_that_give_up_leave_the_server_writable_and_stoppable(server: Se
     # SIGTERM with requests in flight: two uploads whose bodies never end, and a working client
     in_flight = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
     for sock in in_flight:
-        sock.sendall(_http("POST", f"/v1/projects/{server.pid}/images", b'{"ima', declared=4000))
+        sock.sendall(
+            http_request(TOKEN, "POST", f"/v1/projects/{server.pid}/images", b'{"ima', declared=4000)
+        )
     stop.clear()
     steady = threading.Thread(target=_well_behaved, args=(server, stop, seen))
     steady.start()
