@@ -21,6 +21,10 @@ from worker.engine.d2 import available as d2_available
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "docs" / "PERFORMANCE.md", *sorted((ROOT / "docs" / "results").rglob("*.md"))]
 RUNNABLE = ("python bench/", "boxal simulate", "boxal report")
+READS_RUNS = (
+    "boxal report",
+    "python bench/noisy_targets.py",
+)  # they start after the runs printed before them
 ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=\S+$")
 
 
@@ -100,8 +104,8 @@ Ran = tuple[list[str], subprocess.CompletedProcess]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Ran]]]:
     """Every published command, started at smoke size two at a time, in the docs' order; each test waits
-    for its own, so a slow machine stretches the tests one command at a time. A report starts once every
-    command printed before it has ended (it merges their outputs)."""
+    for its own, so a slow machine stretches the tests one command at a time. A command that reads runs
+    (a report, an analysis) starts once every command printed before it has ended."""
     tmp = tmp_path_factory.mktemp("published")
 
     def run(command: str) -> Ran:
@@ -123,7 +127,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[
     started: dict[str, Future[Ran]] = {}
     with ThreadPoolExecutor(PARALLEL) as pool, ThreadPoolExecutor(1) as reports:
         for command in (c for c in published() if runnable_here(c)):
-            if _program(command).startswith("boxal report"):
+            if _program(command).startswith(READS_RUNS):
                 started[command] = reports.submit(after, list(started.values()), command)
             else:
                 started[command] = pool.submit(run, command)
