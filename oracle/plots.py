@@ -57,7 +57,12 @@ def plot(rows: list[dict[str, Any]], out: Path, title: str, curves: Callable[...
             ends = [c[-1][0] for c in seeds.values()]
             grid = np.linspace(min(c[0][0] for c in seeds.values()), min(ends), 50)
             ys = 100 * np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in seeds.values()])
-            (line,) = ax.plot(grid, ys.mean(axis=0), style(arm), label=f"{arm} ({len(seeds)} seeds)")
+            (line,) = ax.plot(
+                grid,
+                ys.mean(axis=0),
+                style(arm),
+                label=f"{arm} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
+            )
             if len(seeds) > 1:
                 ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=line.get_color(), alpha=0.15)
             for c in seeds.values():
