@@ -115,7 +115,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=1800,  # a whole preset at smoke size beside another command on 2 slow cores took >900 s
             env={**os.environ, "COLUMNS": "160", **_environment(command)},
         )
         return argv, done
@@ -137,6 +137,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # its wait includes the queue before its command starts, then up to 1,800 s
 @pytest.mark.parametrize("command", published())
 def test_a_published_command_runs_at_smoke_size(command: str, runs: dict[str, Future[Ran]]) -> None:
     if not runnable_here(command):
