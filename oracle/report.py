@@ -6,7 +6,9 @@ the whole pool fully labeled, trained to convergence (the last round of the ``fu
 states its schedule and whether it converged). A run
 without it falls back to the best final mAP@0.5 of any arm, and says so. A level counts as reached from the
 cost at which the curve stays at or above it for the rest of the run (oracle/levels.py); the first-touch
-figure of earlier reports stands beside it, labeled.
+figure of earlier reports stands beside it, labeled. The levels are 80%, 90% and 95% unless the report
+names others (``boxal report --level``: on a data set where no arm comes near 80% within the budget, lower
+levels are where arms can still be compared).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import csv
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +101,21 @@ def curves(
     return {arm: {seed: np.asarray(p) for seed, p in seeds.items()} for arm, seeds in out.items()}
 
 
-def level_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
+    """The levels a report tabulates, in order; a ValueError names one that is not a share above 0."""
+    for level in levels:
+        if not 0 < level <= 2:
+            raise ValueError(f"level {level} is not a share of the reference in (0, 2] (0.9 means 90%)")
+    return tuple(sorted(set(levels))) or LEVELS
+
+
+def level_rows(rows: list[dict[str, Any]], levels: Sequence[float] = LEVELS) -> list[dict[str, Any]]:
     """Per axis, level, arm and seed: the sustained and the first-touch cost (levels.csv)."""
     out = []
     for axis in AXES:
         for arm, seeds in sorted(curves(rows, axis).items()):
             for seed, curve in sorted(seeds.items()):
-                for level in LEVELS:
+                for level in levels:
                     out.append(
                         {"axis": axis, "level": level, "arm": arm, "seed": seed,
                          "sustained": sustained(curve, level), "first_touch": first_touch(curve, level)}
@@ -148,14 +159,16 @@ def _saving_text(pairs: list[float]) -> str:
     return f"{np.mean(ratios):.1f}x the image arm's cost{spread}"
 
 
-def level_table(rows: list[dict[str, Any]], levels: list[dict[str, Any]], axis: str, field: str) -> list[str]:
+def level_table(
+    rows: list[dict[str, Any]], reached: list[dict[str, Any]], axis: str, field: str
+) -> list[str]:
     """Markdown: cost per level and arm (mean [min-max] over seeds), and the paired per-seed saving of the
-    best box arm over the best image arm."""
-    arms = sorted({r["arm"] for r in levels if r["axis"] == axis})
-    seeds = {r["seed"] for r in levels if r["axis"] == axis}
+    best box arm over the best image arm; ``reached`` holds level_rows."""
+    arms = sorted({r["arm"] for r in reached if r["axis"] == axis})
+    seeds = {r["seed"] for r in reached if r["axis"] == axis}
     # the saving pairs seeds, so only arms run on every seed compete for "best" (runs merged part-way)
     complete = [
-        a for a in arms if {r["seed"] for r in levels if r["arm"] == a and r["axis"] == axis} == seeds
+        a for a in arms if {r["seed"] for r in reached if r["arm"] == a and r["axis"] == axis} == seeds
     ]
     box_arms = [a for a in complete if _unit(rows, a) == "box"]
     image_arms = [a for a in complete if _unit(rows, a) == "image"]
@@ -163,8 +176,8 @@ def level_table(rows: list[dict[str, Any]], levels: list[dict[str, Any]], axis: 
         "| level | " + " | ".join(arms) + " | best box vs best image: saving per seed |",
         "| --- | " + " | ".join("---:" for _ in arms) + " | --- |",
     ]
-    for level in LEVELS:
-        picked = [r for r in levels if r["axis"] == axis and r["level"] == level]
+    for level in sorted({r["level"] for r in reached if r["axis"] == axis}):
+        picked = [r for r in reached if r["axis"] == axis and r["level"] == level]
         by_arm = {
             a: [r[field] for r in sorted(picked, key=lambda r: r["seed"]) if r["arm"] == a] for a in arms
         }
@@ -297,12 +310,16 @@ def summary(
     runs: list[dict[str, Any]],
     pool_boxes: int,
     spec: dict[str, Any] | None = None,
+    levels: Sequence[float] = LEVELS,
 ) -> str:
     rows, reference = relative(rows)
-    levels = level_rows(rows)
+    reached = level_rows(rows, levels)
     seeds = sorted({r["seed"] for r in rows})
     lines = [f"# {title}", ""]
     for run in runs:
+        if run.get("merges"):
+            lines.append(f"- `{run['command']}` (merges the runs above: no training, seconds)")
+            continue
         cpu = f"{run['cpu_s'] / 3600:.1f} CPU hours" if run.get("cpu_s") else "CPU time not measured"
         lines.append(f"- `{run['command']}` ({cpu}; {run.get('machine', 'machine not recorded')})")
     lines += [
@@ -315,14 +332,14 @@ def summary(
         "given as that multiple.",
     ]
     for axis, name in AXES.items():
-        lines += ["", f"## On {name}", "", *level_table(rows, levels, axis, "sustained")]
+        lines += ["", f"## On {name}", "", *level_table(rows, reached, axis, "sustained")]
     lines += [
         "",
         "## First touch (the figure earlier reports gave; a curve may fall back below the level later)",
         "",
         f"On {AXES['boxes_obtained']}:",
         "",
-        *level_table(rows, levels, "boxes_obtained", "first_touch"),
+        *level_table(rows, reached, "boxes_obtained", "first_touch"),
         "",
         "## Round by round, against the control (no new labels, the same training)"
         if any(r["arm"] == "control" for r in rows)
@@ -353,6 +370,7 @@ def write_all(
     runs: list[dict[str, Any]],
     pool_boxes: int,
     spec: dict[str, Any] | None = None,
+    levels: Sequence[float] = LEVELS,
 ) -> None:
     from oracle.classes import write_classes
     from oracle.plots import plot
@@ -367,10 +385,10 @@ def write_all(
             handle, fieldnames=["axis", "level", "arm", "seed", "sustained", "first_touch"]
         )
         writer.writeheader()
-        writer.writerows(level_rows(with_reference))
+        writer.writerows(level_rows(with_reference, levels))
     plot(with_reference, out, title, curves)
     write_classes(rows, out, title)
-    (out / "summary.md").write_text(summary(rows, title, runs, pool_boxes, spec or {}))
+    (out / "summary.md").write_text(summary(rows, title, runs, pool_boxes, spec or {}, levels))
 
 
 def _ran(spec: dict[str, Any]) -> list[str]:
@@ -385,13 +403,16 @@ def _ran(spec: dict[str, Any]) -> list[str]:
     )
 
 
-def merge_runs(runs: list[Path], out: Path, command: str) -> list[dict[str, Any]]:
+def merge_runs(
+    runs: list[Path], out: Path, command: str, levels: Sequence[float] = LEVELS
+) -> list[dict[str, Any]]:
     """Merge the rounds of runs of one experiment made separately (seeds or arms run apart, on other
     machines or at other times) into one report under ``out``: rounds.jsonl, CSVs, plots and a summary
     whose spread covers every seed. Runs must share the experiment's settings and may not repeat an arm of
     a seed; each run of a seed trains its own initial model, and the first run's initial point is kept
     (where another run's differs, experiment.json's ``initial_models`` says so: that run's arms start from
-    their own, which their round 1 records)."""
+    their own, which their round 1 records). ``levels`` are the shares of the reference tabulated."""
+    levels = check_levels(levels)
     settings: dict[str, Any] | None = None
     rows: list[dict[str, Any]] = []
     made: list[dict[str, Any]] = []
@@ -427,7 +448,7 @@ def merge_runs(runs: list[Path], out: Path, command: str) -> list[dict[str, Any]
             rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
     assert settings is not None
-    made.append({"command": command})
+    made.append({"command": command, "merges": True})
     seeds = sorted({seed for seed, _ in seen})
     differ = {
         str(seed): models
@@ -438,5 +459,5 @@ def merge_runs(runs: list[Path], out: Path, command: str) -> list[dict[str, Any]
     (out / "experiment.json").write_text(json.dumps(merged, indent=2) + "\n")
     (out / "rounds.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     title = f"{settings['name']}: box vs image queries ({settings['dataset']}), seeds {seeds}"
-    write_all(rows, out, title, made, int(settings.get("pool_boxes") or 0), merged)
+    write_all(rows, out, title, made, int(settings.get("pool_boxes") or 0), merged, levels)
     return rows

@@ -248,3 +248,29 @@ def test_a_box_arm_costing_more_than_twice_the_image_arm_is_stated_as_a_multiple
     text = summary(rows, "toy", [], pool_boxes=1000)
     assert "| 90% | 400 | 100 | box/a vs image/x: 4.0x the image arm's cost |" in text
     assert "| 80% | 300 | 100 | box/a vs image/x: 3.0x the image arm's cost |" in text  # not -200%
+
+
+def test_a_report_tabulates_the_levels_it_is_asked_for_and_refuses_one_that_is_no_share(
+    tmp_path: Path,
+) -> None:
+    """Where no arm comes near 80% of the reference, lower levels are where arms still compare."""
+    a, b = _run(tmp_path / "s0", 0), _run(tmp_path / "s1", 1)
+    out = tmp_path / "merged"
+    done = CliRunner().invoke(
+        cli, ["report", str(a), str(b), "--out", str(out), "--level", "0.9", "--level", "0.6"]
+    )
+    assert done.exit_code == 0, done.output
+    levels = list(csv.DictReader((out / "levels.csv").open()))
+    assert sorted({float(r["level"]) for r in levels}) == [0.6, 0.9]
+    text = (out / "summary.md").read_text()
+    # 60% of full: box/a at 125 boxes (100 + 0.1/0.4 of 100), image/x at 175 (100 + 0.1/0.2 of 150)
+    assert (
+        "| 60% | 125 [125-125] | 133 [133-133] | 175 [175-175] | box/a vs image/x: 29% [29% to 29%] |" in text
+    )
+    assert "| 80% |" not in text
+    assert "--level=0.9 --level=0.6` (merges the runs above: no training, seconds)" in text
+    for bad in ("0", "-0.5", "3"):
+        wrong = tmp_path / f"wrong{bad}"
+        done = CliRunner().invoke(cli, ["report", str(a), "--out", str(wrong), "--level", bad])
+        assert done.exit_code == 2 and "is not a share of the reference in (0, 2]" in done.output
+        assert not wrong.exists()
