@@ -183,6 +183,8 @@ def level_table(
         }
         box, image = _best(by_arm, box_arms), _best(by_arm, image_arms)
         saving = "-"
+        if box_arms and image_arms and bool(box) != bool(image):  # one kind holds it in every seed
+            saving = f"- (no {'image' if box else 'box'} arm holds it in every seed)"
         if box and image:
             paired = [_saving(b, i) for b, i in zip(by_arm[box], by_arm[image], strict=True)]
             pairs = [p for p in paired if p is not None]

@@ -257,18 +257,21 @@ def test_a_report_tabulates_the_levels_it_is_asked_for_and_refuses_one_that_is_n
     a, b = _run(tmp_path / "s0", 0), _run(tmp_path / "s1", 1)
     out = tmp_path / "merged"
     done = CliRunner().invoke(
-        cli, ["report", str(a), str(b), "--out", str(out), "--level", "0.9", "--level", "0.6"]
+        cli,
+        ["report", str(a), str(b), "--out", str(out), "--level", "0.9", "--level", "0.6", "--level", "0.95"],
     )
     assert done.exit_code == 0, done.output
     levels = list(csv.DictReader((out / "levels.csv").open()))
-    assert sorted({float(r["level"]) for r in levels}) == [0.6, 0.9]
+    assert sorted({float(r["level"]) for r in levels}) == [0.6, 0.9, 0.95]
     text = (out / "summary.md").read_text()
     # 60% of full: box/a at 125 boxes (100 + 0.1/0.4 of 100), image/x at 175 (100 + 0.1/0.2 of 150)
     assert (
         "| 60% | 125 [125-125] | 133 [133-133] | 175 [175-175] | box/a vs image/x: 29% [29% to 29%] |" in text
     )
     assert "| 80% |" not in text
-    assert "--level=0.9 --level=0.6` (merges the runs above: no training, seconds)" in text
+    # 95%: the box arms hold it, the image arm (90% at its end) does not: no saving, and the table says why
+    assert "| 95% | 250 [250-250] | 300 [300-300] | - | - (no image arm holds it in every seed) |" in text
+    assert "--level=0.9 --level=0.6 --level=0.95` (merges the runs above: no training, seconds)" in text
     for bad in ("0", "-0.5", "3"):
         wrong = tmp_path / f"wrong{bad}"
         done = CliRunner().invoke(cli, ["report", str(a), "--out", str(wrong), "--level", bad])
