@@ -127,6 +127,20 @@ def _unit(rows: list[dict[str, Any]], arm: str) -> str:
     return next(r["unit"] for r in rows if r["arm"] == arm)
 
 
+def _seeds(rows: list[dict[str, Any]], arm: str | None = None) -> list[int]:
+    """The seeds an arm ran (every seed of the rows without one)."""
+    return sorted({r["seed"] for r in rows if arm is None or r["arm"] == arm})
+
+
+def _header(rows: list[dict[str, Any]], arm: str) -> str:
+    """An arm's column name; one run on fewer seeds than the report holds (runs merged part-way) says which,
+    since its figures average those seeds only."""
+    seeds = _seeds(rows, arm)
+    if seeds == _seeds(rows):
+        return arm
+    return f"{arm} (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))} only)"
+
+
 def _cell(values: list[float]) -> str:
     if not values or any(math.isnan(v) for v in values):
         return "-"
@@ -173,7 +187,9 @@ def level_table(
     box_arms = [a for a in complete if _unit(rows, a) == "box"]
     image_arms = [a for a in complete if _unit(rows, a) == "image"]
     lines = [
-        "| level | " + " | ".join(arms) + " | best box vs best image: saving per seed |",
+        "| level | "
+        + " | ".join(_header(rows, a) for a in arms)
+        + " | best box vs best image: saving per seed |",
         "| --- | " + " | ".join("---:" for _ in arms) + " | --- |",
     ]
     for level in sorted({r["level"] for r in reached if r["axis"] == axis}):
@@ -198,23 +214,28 @@ def level_table(
 
 def rounds_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown: each round's mAP@0.5 (% of the reference, mean over seeds) per arm and the control; an
-    asterisk marks a round where an arm is not above the control."""
+    asterisk marks a round where an arm is not above the control on the same seeds."""
     arms = sorted({r["arm"] for r in rows if r["arm"] not in ("initial", "full")})
-    by = defaultdict(list)
+    by: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
     for row in rows:
         if row["arm"] in arms and row.get("map50_of_full") is not None:
-            by[(row["arm"], row["round"])].append(row["map50_of_full"])
+            by[(row["arm"], row["round"])][row["seed"]] = row["map50_of_full"]
     numbers = sorted({n for _, n in by})
-    lines = ["| round | " + " | ".join(arms) + " |", "| ---: | " + " | ".join("---:" for _ in arms) + " |"]
+    lines = [
+        "| round | " + " | ".join(_header(rows, a) for a in arms) + " |",
+        "| ---: | " + " | ".join("---:" for _ in arms) + " |",
+    ]
     for n in numbers:
-        control = np.mean(by[("control", n)]) if by.get(("control", n)) else None
+        controls = by.get(("control", n), {})
         cells = []
         for arm in arms:
             if not by.get((arm, n)):
                 cells.append("-")
                 continue
-            mean = float(np.mean(by[(arm, n)]))
-            flag = "*" if control is not None and arm != "control" and mean <= control else ""
+            mine = by[(arm, n)]
+            mean = float(np.mean(list(mine.values())))
+            paired = [controls[seed] for seed in mine if seed in controls]
+            flag = "*" if arm != "control" and len(paired) == len(mine) and mean <= np.mean(paired) else ""
             cells.append(f"{mean:.1%}{flag}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return lines
@@ -247,9 +268,9 @@ def lyu_table(rows: list[dict[str, Any]], pool_boxes: int) -> list[str]:
 
 def finals_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        f"| arm | rounds | boxes obtained | queries answered | annotator hours | mAP@0.5 | % of {_of(rows)} "
-        "| mAP |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| arm | seeds | rounds | boxes obtained | queries answered | annotator hours | mAP@0.5 "
+        f"| % of {_of(rows)} | mAP |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for arm in sorted({r["arm"] for r in rows}):
         last = [
@@ -258,7 +279,8 @@ def finals_table(rows: list[dict[str, Any]]) -> list[str]:
         ]
         of_full = [r["map50_of_full"] for r in last if r.get("map50_of_full") is not None]
         lines.append(
-            f"| {arm} | {np.mean([r['round'] for r in last]):.0f} | "
+            f"| {arm} | {', '.join(str(r['seed']) for r in last)} | "
+            f"{np.mean([r['round'] for r in last]):.0f} | "
             f"{np.mean([r['boxes_obtained'] for r in last]):.0f} | "
             f"{np.mean([r['queries_answered'] for r in last]):.0f} | "
             f"{np.mean([r['seconds'] for r in last]) / 3600:.2f} | "

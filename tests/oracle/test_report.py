@@ -223,11 +223,18 @@ def test_runs_merged_part_way_compare_only_arms_run_on_every_seed() -> None:
     extra = [dict(r, arm="image/y") for r in _rows(1) if r["arm"] == "image/x"]
     for row in extra:
         row["boxes_obtained"] = row["boxes_obtained"] // 2  # cheaper: it would be "best" if it counted
+    for row in rows:
+        if row["arm"] == "control" and row["seed"] == 0 and row["round"] == 2:
+            row["map50"] = 0.9 * FULL[0]  # seed 0's control is strong; image/y never ran on seed 0
     text = summary(rows + extra, "toy", [], pool_boxes=1000)
     assert (
         "| 90% | 200 [200-200] | 267 [267-267] | 400 [400-400] | 200 | box/a vs image/x: 50% [50% to 50%] |"
         in text
     )
+    assert "| level | box/a | box/b | image/x | image/y (seed 1 only) |" in text
+    # round 2: image/y (70%) is above seed 1's control (55%), not the mean over both seeds' (72.5%)
+    assert "| 2 | 90.0% | 80.0% | 72.5% | 70.0%* | 70.0% |" in text
+    assert "| image/y | 1 | 3 | 200 |" in text
 
 
 def test_a_box_arm_costing_more_than_twice_the_image_arm_is_stated_as_a_multiple() -> None:
