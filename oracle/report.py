@@ -106,7 +106,7 @@ def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
     for level in levels:
         if not 0 < level <= 2:
             raise ValueError(f"level {level} is not a share of the reference in (0, 2] (0.9 means 90%)")
-    return tuple(sorted(set(levels))) or LEVELS
+    return tuple(sorted(set(levels)))
 
 
 def level_rows(rows: list[dict[str, Any]], levels: Sequence[float] = LEVELS) -> list[dict[str, Any]]:
