@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import socket
 import threading
 import zipfile
@@ -257,3 +258,33 @@ def test_the_cache_stays_within_its_size_keeping_the_recently_used(settings, web
     cached = list(settings.image_cache_dir.iterdir())
     assert sum(p.stat().st_size for p in cached) <= 2.5 * size
     assert not second.exists()  # the least recently used went first
+
+
+def test_the_cache_counts_through_files_other_fetches_rename_or_evict(
+    settings, web, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread's fetch renames its dot-named temporary file, or evicts a file, between this
+    thread's listing of the cache and its stat of an entry: the count skips both and the fetch
+    succeeds (the interleaving that once made a bucket import fail with FileNotFoundError)."""
+    from app.images import remote
+
+    settings = settings.model_copy(
+        update={"image_roots": [web], "data_dir": tmp_path / "data", "image_cache_bytes": 10**9}
+    )
+    folder = settings.image_cache_dir
+    folder.mkdir(parents=True)
+    (folder / "kept.png").write_bytes(b"k" * 100)
+    (folder / "evicted.png").write_bytes(b"e" * 100)
+    (folder / ".in-flight.png.1.2").write_bytes(b"t" * 100)
+    real_scandir = os.scandir
+
+    def racing_scandir(path):
+        entries = list(real_scandir(path))  # listed; then the other thread acts before any stat
+        for name in ("evicted.png", ".in-flight.png.1.2"):
+            (Path(path) / name).unlink(missing_ok=True)
+        return iter(entries)
+
+    monkeypatch.setattr(remote.os, "scandir", racing_scandir)
+    fetched = remote.fetch(f"{web}p0.png", settings)  # first fetch into this folder: counts it whole
+    assert fetched.read_bytes() == (tmp_path / "site" / "pics" / "p0.png").read_bytes()
+    assert remote._cache_bytes[folder] == 100 + fetched.stat().st_size
