@@ -339,6 +339,7 @@ def summary(
     rows, reference = relative(rows)
     reached = level_rows(rows, levels)
     seeds = sorted({r["seed"] for r in rows})
+    has_control = any(r["arm"] == "control" for r in rows)
     lines = [f"# {title}", ""]
     for run in runs:
         if run.get("merges"):
@@ -366,11 +367,12 @@ def summary(
         *level_table(rows, reached, "boxes_obtained", "first_touch"),
         "",
         "## Round by round, against the control (no new labels, the same training)"
-        if any(r["arm"] == "control" for r in rows)
+        if has_control
         else "## Round by round (this run has no control arm)",
         "",
-        f"mAP@0.5 as % of {_of(rows)}, mean over seeds; * marks an arm not above the control at that round "
-        "(round 1 is the initial model every arm shares).",
+        f"mAP@0.5 as % of {_of(rows)}, mean over seeds"
+        + ("; * marks an arm not above the control at that round " if has_control else " ")
+        + "(round 1 is the initial model every arm shares).",
         "",
         *rounds_table(rows),
         "",

@@ -64,6 +64,14 @@ def test_levels_are_shares_of_full_supervision_reached_for_good_with_paired_savi
     assert "| box/a | 90% [90%-90%] | 2 of 2 |" in text
 
 
+def test_a_run_without_a_control_says_so_and_marks_no_arm_against_one() -> None:
+    rows = [r for r in _rows(0) if r["arm"] not in ("control", "full")]
+    text = summary(rows, "toy", [{"command": "boxal simulate --preset toy --arm box/a"}], pool_boxes=1000)
+    assert "## Round by round (this run has no control arm)" in text
+    assert "against the control" not in text and "* marks" not in text
+    assert "*" not in text.split("## Round by round")[1].split("## After")[0]
+
+
 def test_a_curve_that_touches_a_level_and_falls_back_is_not_counted_as_reaching_it() -> None:
     rows = _rows(0)
     for row in rows:
