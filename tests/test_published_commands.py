@@ -32,8 +32,8 @@ def published() -> list[str]:
     """The runnable lines of every bash block of the docs, comments off, each once, in order.
 
     A benchmark printed twice with only its numbers changed (``--budget 150`` and ``--budget 600``) is
-    one command at smoke size, where ``--smoke`` sets the sizes: it runs once. ``boxal simulate`` lines
-    all run, since a report merges their outputs by seed.
+    one command at smoke size, where ``--smoke`` sets the sizes: it runs once. Every ``boxal simulate``
+    line is listed; `smoke_runs` says which of them share one run.
     """
     commands: list[str] = []
     for doc in DOCS:
@@ -52,6 +52,36 @@ def _same_run(command: str) -> str:
     if _program(command).startswith("python bench/"):
         return re.sub(r"(?<=\s)[0-9][0-9_.]*(?=\s|$)", "N", command)
     return command
+
+
+PART = re.compile(r"\s--(seed|arm|out)\s+(\S+)")  # what tells apart the parts of one experiment
+
+
+def smoke_runs(commands: list[str]) -> dict[str, str]:
+    """Each command and the command run for it at smoke size.
+
+    ``boxal simulate`` lines that name their arms and differ only in ``--seed``, ``--arm`` and ``--out``
+    are parts of one experiment (arms of a preset, made apart); at smoke size they are one run of the first
+    part's seed with every arm any part names, so each arm and setting still runs while the preset's toy
+    experiment is built once, not once per part. A part whose output a printed report or analysis reads
+    runs as printed.
+    """
+    read = {word for c in commands if _program(c).startswith(READS_RUNS) for word in shlex.split(c)}
+    merged: dict[str, str] = {}  # an experiment's settings -> its smoke run
+    plan = {}
+    for command in commands:
+        parts = PART.findall(command)
+        out = dict(parts).get("out")
+        if not _program(command).startswith("boxal simulate") or "arm" not in dict(parts) or out in read:
+            plan[command] = command
+            continue
+        key = PART.sub("", command)
+        run = merged.setdefault(key, command)
+        arms = [arm for name, arm in PART.findall(run) if name == "arm"]
+        extra = [arm for name, arm in parts if name == "arm" and arm not in arms]
+        merged[key] = run + "".join(f" --arm {arm}" for arm in extra)
+        plan[command] = key
+    return {command: merged.get(run, run) for command, run in plan.items()}
 
 
 def _program(command: str) -> str:
@@ -92,6 +122,26 @@ def test_the_docs_print_runnable_commands() -> None:
     assert any(c.startswith("boxal simulate") for c in commands)
 
 
+def test_parts_of_one_experiment_share_a_smoke_run() -> None:
+    a = "boxal simulate --preset bccd --seed 0 --arm full --out experiments/a"
+    b = "boxal simulate --preset bccd --seed 1 --arm control --arm full --out experiments/b"
+    read = "boxal simulate --preset bccd --seed 2 --arm box/paper --out experiments/c"
+    other = "boxal simulate --preset bccd --seed 0 --rounds 1 --arm full --out experiments/d"
+    every = "boxal simulate --preset bccd --seed 1 --out experiments/e"  # the preset's arms
+    report = "boxal report experiments/c experiments/e --out merged"
+    plan = smoke_runs([a, b, read, other, every, report])
+    assert plan[a] == plan[b] == f"{a} --arm control"
+    assert [plan[c] for c in (read, other, every, report)] == [read, other, every, report]
+
+
+def test_each_published_part_runs_its_arms_and_settings() -> None:
+    for command, ran in smoke_runs(published()).items():
+        assert PART.sub("", command) == PART.sub("", ran)
+        arms = {arm for name, arm in PART.findall(ran) if name == "arm"}
+        assert {arm for name, arm in PART.findall(command) if name == "arm"} <= arms
+        assert all(value.isdigit() for name, value in PART.findall(command) if name == "seed"), command
+
+
 def runnable_here(command: str) -> bool:
     """A run on the detectron2 backend needs Detectron2 installed (CI builds it; README)."""
     return "--backend detectron2" not in command or d2_available()
@@ -124,14 +174,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[
         wait(earlier)
         return run(command)
 
-    started: dict[str, Future[Ran]] = {}
+    started: dict[str, Future[Ran]] = {}  # by the command run
     with ThreadPoolExecutor(PARALLEL) as pool, ThreadPoolExecutor(1) as reports:
-        for command in (c for c in published() if runnable_here(c)):
+        plan = smoke_runs([c for c in published() if runnable_here(c)])
+        for command in dict.fromkeys(plan.values()):
             if _program(command).startswith(READS_RUNS):
                 started[command] = reports.submit(after, list(started.values()), command)
             else:
                 started[command] = pool.submit(run, command)
-        yield started
+        yield {command: started[ran] for command, ran in plan.items()}
         for future in started.values():
             future.cancel()  # a failed or interrupted session does not wait for the rest
 
