@@ -372,7 +372,11 @@ def summary(
         "",
         f"mAP@0.5 as % of {_of(rows)}, mean over seeds"
         + ("; * marks an arm not above the control at that round " if has_control else " ")
-        + "(round 1 is the initial model every arm shares).",
+        + (
+            "(round 1 is each run's initial model; runs of one seed trained different ones, below)."
+            if (spec or {}).get("initial_models")
+            else "(round 1 is the initial model every arm shares)."
+        ),
         "",
         *rounds_table(rows),
         "",
