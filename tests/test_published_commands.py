@@ -68,20 +68,19 @@ def smoke_runs(commands: list[str]) -> dict[str, str]:
     """
     read = {word for c in commands if _program(c).startswith(READS_RUNS) for word in shlex.split(c)}
     merged: dict[str, str] = {}  # an experiment's settings -> its smoke run
-    plan = {}
+    part_of: dict[str, str | None] = {}  # a command -> its experiment's settings, None if it runs alone
     for command in commands:
         parts = PART.findall(command)
         out = dict(parts).get("out")
         if not _program(command).startswith("boxal simulate") or "arm" not in dict(parts) or out in read:
-            plan[command] = command
+            part_of[command] = None
             continue
-        key = PART.sub("", command)
+        key = part_of[command] = PART.sub("", command)
         run = merged.setdefault(key, command)
         arms = [arm for name, arm in PART.findall(run) if name == "arm"]
         extra = [arm for name, arm in parts if name == "arm" and arm not in arms]
         merged[key] = run + "".join(f" --arm {arm}" for arm in extra)
-        plan[command] = key
-    return {command: merged.get(run, run) for command, run in plan.items()}
+    return {command: command if key is None else merged[key] for command, key in part_of.items()}
 
 
 def _program(command: str) -> str:
@@ -128,10 +127,11 @@ def test_parts_of_one_experiment_share_a_smoke_run() -> None:
     read = "boxal simulate --preset bccd --seed 2 --arm box/paper --out experiments/c"
     other = "boxal simulate --preset bccd --seed 0 --rounds 1 --arm full --out experiments/d"
     every = "boxal simulate --preset bccd --seed 1 --out experiments/e"  # the preset's arms
+    bare = "boxal simulate --preset bccd"  # reads like a's settings, but runs every arm
     report = "boxal report experiments/c experiments/e --out merged"
-    plan = smoke_runs([a, b, read, other, every, report])
+    plan = smoke_runs([a, b, read, other, every, bare, report])
     assert plan[a] == plan[b] == f"{a} --arm control"
-    assert [plan[c] for c in (read, other, every, report)] == [read, other, every, report]
+    assert [plan[c] for c in (read, other, every, bare, report)] == [read, other, every, bare, report]
 
 
 def test_each_published_part_runs_its_arms_and_settings() -> None:
