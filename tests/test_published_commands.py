@@ -71,8 +71,12 @@ def smoke_runs(commands: list[str]) -> dict[str, str]:
     part_of: dict[str, str | None] = {}  # a command -> its experiment's settings, None if it runs alone
     for command in commands:
         parts = PART.findall(command)
-        out = dict(parts).get("out")
-        if not _program(command).startswith("boxal simulate") or "arm" not in dict(parts) or out in read:
+        named = dict(parts)
+        if (
+            not _program(command).startswith("boxal simulate")
+            or "arm" not in named
+            or named.get("out") in read
+        ):
             part_of[command] = None
             continue
         key = part_of[command] = PART.sub("", command)
