@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from app.settings import Settings, get_settings
+from boxal.watchdog import STALL_S
 
 cli = typer.Typer(help="boxal: box-level active learning for object detection", no_args_is_help=True)
 db_cli = typer.Typer(help="database schema (Alembic migrations)", no_args_is_help=True)
@@ -91,6 +92,7 @@ def serve(
 ) -> None:
     """Run the API and a worker beside it (embedded default: SQLite, artifacts and a serverless task
     queue under ./boxal-data)."""
+    from app import worker_state
     from app.lifeline import watch_parent
     from app.serving import EmbeddedWorker, prepare_metrics
     from app.serving import serve as run_server
@@ -105,8 +107,9 @@ def serve(
         _upgrade(settings)
     typer.echo(f"admin token: {_ensure_admin(settings)}")
     embedded = None
+    worker_state.forget(settings)  # what an earlier run left says nothing of this one's worker
     if worker and _worker_installed():
-        embedded = EmbeddedWorker(worker_command(settings, "boxal-embedded@%h"))
+        embedded = EmbeddedWorker(worker_command(settings, "boxal-embedded@%h"), settings)
         typer.echo(f"worker started (pid {embedded.pid})")
     elif worker:
         typer.echo(
@@ -143,11 +146,23 @@ def wait(
     url: Annotated[str, typer.Option(help="the boxal server")] = "http://127.0.0.1:8000",
     token: Annotated[str | None, typer.Option(envvar="BOXAL_TOKEN", help="bearer token")] = None,
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 24 * 3600,
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            help="give up when the job shows no progress for this many seconds, or at once when the "
+            "server's worker exited for good (or has not consumed for 120 s)"
+        ),
+    ] = STALL_S,
 ) -> None:
-    """Follow a job with a progress bar until it succeeds (exit 0) or fails (exit 1)."""
+    """Follow a job with a progress bar until it succeeds (exit 0) or fails, or gives up (exit 1)."""
     from app.progress import follow_job
+    from boxal.watchdog import ServerStuck
 
-    state = follow_job(url, job_id, token=token, timeout=timeout)
+    try:
+        state = follow_job(url, job_id, token=token, timeout=timeout, stall_s=stall_timeout)
+    except (ServerStuck, TimeoutError) as exc:
+        typer.echo(f"boxal wait stopped: {exc}", err=True)
+        raise typer.Exit(1) from exc
     raise typer.Exit(0 if state == "succeeded" else 1)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import ChannelError
 
+from app import broker
 from app.errors import Unavailable
 from app.settings import Settings
 
@@ -33,9 +34,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.is_embedded_broker:
         folder = settings.broker_dir
-        for sub in ("queue", "processed", "control"):
+        for sub in ("queue", "processed", "control", broker.REJECTED):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        config["broker_url"] = "filesystem://"
+        config["broker_url"] = f"{broker.SCHEME}://"  # kombu's filesystem transport made safe: app/broker.py
         config["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),

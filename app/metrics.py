@@ -47,6 +47,11 @@ TRAINING_LOSS = Gauge(
 )
 TRAINING_EPOCHS = Counter("boxal_training_epochs_total", "training epochs finished", registry=REGISTRY)
 SHARDS_SCORED = Counter("boxal_shards_scored_total", "scoring shards finished by workers", registry=REGISTRY)
+MESSAGES_SET_ASIDE = Counter(
+    "boxal_broker_messages_set_aside_total",
+    "embedded broker: queue files that could not be read, moved to <data dir>/broker/rejected",
+    registry=REGISTRY,
+)
 
 
 class Backlog(Collector):

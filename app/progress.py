@@ -7,6 +7,8 @@ import time
 import httpx
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from boxal.watchdog import STALL_S, Watchdog
+
 
 def describe(progress: dict) -> str:
     stage = progress.get("stage", "queued")
@@ -29,8 +31,11 @@ def follow_job(
     timeout: float = 24 * 3600,
     poll_s: float = 1.0,
     transient: bool = False,
+    stall_s: float = STALL_S,
 ) -> str:
-    """Poll GET /v1/jobs/{id} until it ends; returns its final state ('succeeded' or 'failed')."""
+    """Poll GET /v1/jobs/{id} until it ends; returns its final state ('succeeded' or 'failed'). Raises
+    ServerStuck when the job shows no progress for ``stall_s`` or the server's worker is gone (the
+    watchdog's rules), TimeoutError past ``timeout``."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     deadline = time.monotonic() + timeout
     with (
@@ -45,10 +50,17 @@ def follow_job(
         ) as bar,
     ):
         task = bar.add_task("queued", total=1.0, job=job_id[:8])
+
+        def health() -> dict:
+            return dict(client.get("/health").json())
+
+        watch = Watchdog(health, f"the log of {url}'s worker", stall_s=stall_s)
         while True:
             response = client.get(f"/v1/jobs/{job_id}")
             response.raise_for_status()
             job = response.json()
+            if job["state"] not in ("succeeded", "failed"):
+                watch(job)
             progress = job.get("progress") or {}
             bar.update(task, completed=float(progress.get("fraction", 0.0)), description=describe(progress))
             if job["state"] in ("succeeded", "failed"):

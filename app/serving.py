@@ -23,6 +23,7 @@ from types import FrameType
 
 import uvicorn
 
+from app import worker_state
 from app.lifeline import PARENT_ENV, child_env
 from app.settings import Settings
 
@@ -33,33 +34,108 @@ THREAD_JOIN_S = 1.0  # after the grace period: how long idle request threads get
 
 
 class EmbeddedWorker:
-    """The Celery worker process `boxal serve` starts, in a process group of its own."""
+    """The Celery worker process `boxal serve` starts, in a process group of its own, and keeps running.
 
-    def __init__(self, command: list[str]) -> None:
-        # its own group, so that stopping it reaches its pool; it stops itself if this process is killed
-        self.process = subprocess.Popen(command, start_new_session=True, env={**os.environ, **child_env()})
+    A supervisor thread watches it: when it exits (a crash, the OOM killer, a SIGKILL) its group is killed
+    (pool processes that outlived it), and a new one is started after a backoff of 1 s doubling to 30 s; a
+    worker that stayed up ``STABLE_S`` resets the count. After ``max_restarts`` exits in a row it is given
+    up on (logged, /health says "failed"). Jobs the dead worker held are taken back by the new one's reaper
+    (their holder's process is gone), so a round under way completes. Its state is in the data dir for
+    /health (app/worker_state.py)."""
+
+    BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+    STABLE_S = 60.0
+    POLL_S = 0.25
+
+    def __init__(self, command: list[str], settings: Settings) -> None:
+        self.command = command
+        self.settings = settings
+        self.max_restarts = settings.worker_restarts
+        self.restarts = 0  # in a row: reset once a worker stays up STABLE_S
+        self.total_restarts = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the process is replaced under it; stopping reads it under it
         self._asked = False
+        self.process = self._spawn()
+        self._thread = threading.Thread(target=self._supervise, name="boxal-worker-supervisor", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen:
+        # its own group, so that stopping it reaches its pool; it stops itself if this process is killed
+        process = subprocess.Popen(self.command, start_new_session=True, env={**os.environ, **child_env()})
+        self._started_at = time.monotonic()
+        worker_state.record(
+            self.settings, "running", pid=process.pid, restarts=self.total_restarts, last_exit=None
+        )
+        return process
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    def _supervise(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                code = self.process.poll()
+                if code is None:
+                    if self.restarts and time.monotonic() - self._started_at > self.STABLE_S:
+                        self.restarts = 0
+                    continue
+                self._kill_group()  # its pool processes may have outlived it
+                if self.restarts >= self.max_restarts:
+                    log.error(
+                        "the embedded worker (pid %s) exited with %s after %d restart(s) in a row; not "
+                        "restarting it (BOXAL_WORKER_RESTARTS=%d): rounds wait until a worker runs",
+                        self.process.pid, code, self.restarts, self.max_restarts,
+                    )  # fmt: skip
+                    worker_state.record(
+                        self.settings, "failed", pid=None, restarts=self.total_restarts, last_exit=code
+                    )
+                    return
+                delay = self.BACKOFF_S[min(self.restarts, len(self.BACKOFF_S) - 1)]
+                log.error(
+                    "the embedded worker (pid %s) exited with %s; restarting it in %.0f s (restart %d of at "
+                    "most %d in a row)", self.process.pid, code, delay, self.restarts + 1, self.max_restarts,
+                )  # fmt: skip
+                worker_state.record(
+                    self.settings, "restarting", pid=None, restarts=self.total_restarts, last_exit=code
+                )
+            if self._stop.wait(delay):
+                return
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self.restarts += 1
+                self.total_restarts += 1
+                self.process = self._spawn()
+                log.warning("embedded worker restarted (pid %s)", self.process.pid)
+
     def ask_to_stop(self) -> None:
-        """Celery's warm shutdown: finish the current task, take no new ones."""
-        if not self._asked and self.process.poll() is None:
-            self._asked = True
-            self.process.send_signal(signal.SIGTERM)  # the main process: it stops its pool itself
+        """Celery's warm shutdown: finish the current task, take no new ones; no restart after it."""
+        self._stop.set()
+        with self._lock:
+            if not self._asked and self.process.poll() is None:
+                self._asked = True
+                self.process.send_signal(signal.SIGTERM)  # the main process: it stops its pool itself
 
     def stop(self, timeout: float) -> None:
         self.ask_to_stop()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("the worker did not stop within %.0f s: killing it and its pool processes", timeout)
-            self._kill_group()
-            self.process.wait(timeout=10)
-        else:  # its pool processes, should any have outlived it
-            self._kill_group()
+        with self._lock:
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "the worker did not stop within %.0f s: killing it and its pool processes", timeout
+                )
+                self._kill_group()
+                self.process.wait(timeout=10)
+            else:  # its pool processes, should any have outlived it
+                self._kill_group()
+            code = self.process.poll()
+            restarts = self.total_restarts
+            worker_state.record(self.settings, "stopped", pid=None, restarts=restarts, last_exit=code)
 
     def _kill_group(self) -> None:
         with contextlib.suppress(ProcessLookupError):  # the group is already gone

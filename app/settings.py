@@ -48,11 +48,21 @@ class Settings(BaseSettings):
     max_import_items: int = Field(2_000_000, description="most images plus annotations in one import")
     max_image_pixels: int = Field(100_000_000, description="Pillow's decompression-bomb limit")
 
-    job_stale_s: float = Field(120.0, description="a running job whose heartbeat is older is re-run")
+    job_stale_s: float = Field(
+        120.0,
+        description="a running job whose heartbeat is older is re-run (at once, where its worker process on "
+        "the same machine is gone)",
+    )
     shard_images: int = Field(64, ge=1, description="pool images per scoring task (shards run in parallel)")
     train_time_limit_s: int = Field(24 * 3600, description="a round's training is stopped after this")
     task_time_limit_s: int = Field(2 * 3600, description="limit for scoring, ranking, evaluation tasks")
     worker_concurrency: int = Field(1, ge=1, description="tasks one worker process runs at once")
+    worker_restarts: int = Field(
+        10,
+        ge=0,
+        description="`boxal serve`: how many times in a row its worker is restarted after it exits (backoff "
+        "1 s doubling to 30 s; a worker up 60 s resets the count); 0: never",
+    )
     train_processes: int = Field(
         1, ge=1, le=64, description="processes a worker trains a round on (DDP; one per GPU it is given)"
     )
@@ -101,7 +111,7 @@ class Settings(BaseSettings):
 
     @property
     def is_embedded_broker(self) -> bool:
-        return not self.broker_url or self.broker_url.startswith("filesystem://")
+        return not self.broker_url or self.broker_url.startswith(("filesystem://", "boxalfs://"))
 
     @property
     def broker_dir(self) -> Path:

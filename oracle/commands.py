@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from boxal.watchdog import STALL_S  # light: no server, no torch
+
 
 def register(cli: typer.Typer) -> None:
     cli.command(epilog=_presets_help())(simulate)
@@ -64,9 +66,17 @@ def simulate(
             "reference's own step counts stay); recorded, so runs merge only with alike",
         ),
     ] = None,
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            help="give up (exit 1) when a round's job shows no progress for this many seconds; the run "
+            "also gives up when the server's worker exits for good or stops consuming for 120 s"
+        ),
+    ] = STALL_S,
 ) -> None:
     """Reproduce the paper's box vs image query experiment with a simulated oracle, over the REST API."""
     from boxal.client import BoxalError
+    from boxal.watchdog import ServerStuck
     from oracle.simulate import overrides
     from oracle.simulate import simulate as run
 
@@ -83,7 +93,11 @@ def simulate(
             only=arm,
             backend=backend,
             settings=overrides(set_ or []),
+            stall_s=stall_timeout,
         )
+    except ServerStuck as exc:
+        typer.echo(f"boxal simulate stopped: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

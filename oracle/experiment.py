@@ -126,6 +126,7 @@ class Runner:
         out: Path,
         report: Reporter | None = None,
         whole: Experiment | None = None,
+        watchdog: Callable[[], Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
         self.client = client
         self.dataset = dataset
@@ -133,6 +134,7 @@ class Runner:
         self.whole = whole or experiment  # the experiment this run is part of
         self.out = out
         self.report = report or (lambda event, data: None)
+        self.watchdog = watchdog  # a new one per job followed: raises when the server will not finish it
         self.rows: list[Row] = []
         self.tag = f"{experiment.name}-{int(time.time())}"
 
@@ -162,7 +164,14 @@ class Runner:
         return pid
 
     def _wait(self, arm: str, job_id: str) -> dict[str, Any]:
-        job = self.client.wait_job(job_id, on_progress=lambda j: self.report("job", {"arm": arm, "job": j}))
+        watch = self.watchdog() if self.watchdog is not None else None
+
+        def on_progress(job: dict[str, Any]) -> None:
+            self.report("job", {"arm": arm, "job": job})
+            if watch is not None:
+                watch(job)
+
+        job = self.client.wait_job(job_id, on_progress=on_progress)
         if job["state"] != "succeeded":
             raise RoundFailed(f"{arm}: round job {job_id} failed: {job.get('error')}")
         return job

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from boxal.client import Client
+from boxal.watchdog import STALL_S, Watchdog
 from oracle import provenance
 from oracle.datasets import Dataset
 from oracle.experiment import Experiment, Runner
@@ -46,6 +47,7 @@ def simulate(
     only: list[str] | None = None,
     backend: str | None = None,
     settings: dict[str, Any] | None = None,
+    stall_s: float = STALL_S,
 ) -> Path:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -127,7 +129,17 @@ def simulate(
                         progress.update(task, status=stage)
                         break
 
-        runner = Runner(client, dataset, experiment, out, report, whole=whole)
+        log = out / "server.log"
+        where = f"the server's log {log}" if url is None else f"the log of {server_url}'s worker"
+        runner = Runner(
+            client,
+            dataset,
+            experiment,
+            out,
+            report,
+            whole=whole,
+            watchdog=lambda: Watchdog(client.health, where, stall_s=stall_s),
+        )
         try:
             rows = runner.run()
         finally:

@@ -44,10 +44,15 @@ def _watch_parent(**_: object) -> None:
 
 @signals.worker_ready.connect
 def _start_reaper(**_: object) -> None:
-    """At start, then every job_stale_s / 2 (at most 30 s), re-send jobs whose worker went silent."""
+    """At start, then every job_stale_s / 2 (at most 30 s), re-send jobs whose worker went silent or whose
+    holding process on this machine is gone (a worker `boxal serve` restarted takes its round on at once)."""
+    from app import worker_state
     from worker.tasks import reap
 
-    every = min(30.0, get_settings().job_stale_s / 2)
+    settings = get_settings()
+    every = min(30.0, settings.job_stale_s / 2)
+    if settings.is_embedded_broker:
+        worker_state.mark_ready(settings)  # /health: this worker consumes
 
     def loop() -> None:
         stop = threading.Event()

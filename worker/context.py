@@ -13,12 +13,21 @@ import torch
 from app.db import Database
 from app.images import remote
 from app.settings import Settings, get_settings
+from app.worker_state import alive
 from worker.artifacts import Artifacts
 from worker.engine.detector import Detector, build_detector
 from worker.engine.presets import get_preset
 from worker.engine.train import pick_device
 
 MODELS_KEPT = 2
+
+
+def holder_gone(token: str) -> bool:
+    """Whether the process a job or shard record names (``host:pid:random``, WorkerContext.token) is known
+    to be gone: it ran on this machine and no process runs under its pid now. Elsewhere: not known."""
+    host, _, rest = token.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not alive(int(pid))
 
 
 class WorkerContext:

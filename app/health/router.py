@@ -11,12 +11,14 @@ from anyio.lowlevel import RunVar
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.auth.deps import Admin
 from app.jobs.service import scoring_backlog
 from app.metrics import Backlog, scrape
 from app.schemas import ERRORS
+from app.worker_state import WorkerHealth
+from app.worker_state import health as worker_health
 
 router = APIRouter(tags=["health"])
 # threads of their own: the request threads may all be taken (that is when /health matters most)
@@ -24,9 +26,18 @@ _CHECK_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("boxal_health_threads")
 
 
 class Health(BaseModel):
-    status: str
-    database: str
-    broker: str
+    status: str = Field(description="ok while the database answers (the API serves), else unavailable")
+    database: str = Field(description="ok | unavailable")
+    broker: str = Field(description="ok | unavailable: whether the task broker takes messages")
+    worker: WorkerHealth = Field(
+        description="the worker `boxal serve` runs beside it: ok (consuming), starting, restarting (it "
+        "exited; a new one starts after a backoff), failed (given up on after BOXAL_WORKER_RESTARTS "
+        "restarts in a row), stopped; external where this server started none (it cannot tell)"
+    )
+    queue: str = Field(
+        description="ok | unavailable: whether rounds sent now will be worked on (the broker answers and "
+        "no worker of this server's is down; with external workers, the broker alone)"
+    )
 
 
 def _check_threads() -> anyio.CapacityLimiter:
@@ -51,7 +62,8 @@ async def _answers(check: Callable[[], object], timeout: float) -> bool:
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(request: Request) -> Response:
-    """Liveness with dependency checks: 200 while the database answers (the broker is reported).
+    """Liveness with dependency checks: 200 while the database answers (the broker, the worker and so
+    whether queued work will run are reported).
 
     Each check has ``BOXAL_HEALTH_TIMEOUT_S`` to answer; the database check is a read that never
     waits for SQLite's write lock."""
@@ -67,7 +79,14 @@ async def health(request: Request) -> Response:
         group.start_soon(run, "broker", state.enqueuer.ping)
     database = "ok" if results["database"] else "unavailable"
     broker = "ok" if results["broker"] else "unavailable"
-    body = Health(status="ok" if database == "ok" else "unavailable", database=database, broker=broker)
+    worker = worker_health(state.settings)  # two small files and two pids: no thread needed
+    body = Health(
+        status="ok" if database == "ok" else "unavailable",
+        database=database,
+        broker=broker,
+        worker=worker,
+        queue="ok" if broker == "ok" and worker in ("ok", "external") else "unavailable",
+    )
     return JSONResponse(body.model_dump(), status_code=200 if database == "ok" else 503)
 
 

@@ -9,6 +9,7 @@ each, so that a stage run twice does nothing twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,14 +90,25 @@ def job_failed(session: Session, job_id: str, error: str) -> None:
     session.flush()
 
 
-def take_back_stale(session: Session, stale_after: timedelta, now: datetime | None = None) -> list[str]:
-    """Jobs queued or running whose last sign of life is older than ``stale_after``: their claim is
-    released (worker cleared, heartbeat reset) so that sending them again lets any worker take them."""
+def take_back_stale(
+    session: Session,
+    stale_after: timedelta,
+    now: datetime | None = None,
+    holder_gone: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """Jobs queued or running whose last sign of life is older than ``stale_after``, or whose holder is
+    known to be gone (``holder_gone(job.worker)``): their claim is released (worker cleared, heartbeat
+    reset) so that sending them again lets any worker take them."""
     now = now or utcnow()
     stmt = select(Job).where(Job.state.in_(("queued", "running")))
     if not is_sqlite(session):
         stmt = stmt.with_for_update(skip_locked=True, key_share=True)
-    stale = [job for job in session.scalars(stmt) if (job.heartbeat_at or job.created_at) < now - stale_after]
+    stale = [
+        job
+        for job in session.scalars(stmt)
+        if (job.heartbeat_at or job.created_at) < now - stale_after
+        or (holder_gone is not None and job.worker is not None and holder_gone(job.worker))
+    ]
     for job in stale:
         job.worker = None
         job.heartbeat_at = now
@@ -176,4 +188,5 @@ def to_public(session: Session, job: Job) -> JobPublic:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        heartbeat_at=job.heartbeat_at,
     )

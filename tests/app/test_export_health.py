@@ -22,7 +22,13 @@ def test_export_is_coco_with_xywh_boxes(client, database, tmp_path: Path) -> Non
 
 def test_health_metrics_and_error_shapes(client) -> None:
     health = client.get("/health")
-    assert health.status_code == 200 and health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert health.status_code == 200 and health.json() == {
+        "status": "ok",
+        "database": "ok",
+        "broker": "ok",
+        "worker": "external",  # no `boxal serve` started a worker for this app
+        "queue": "ok",
+    }
     client.post("/v1/projects", json={"name": "m", "classes": ["a"]})
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and "boxal_request_seconds" in metrics.text

@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
+
+from tests.worker.loop import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -54,18 +53,6 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-T = TypeVar("T")
-
-
-def _wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @pytest.mark.parametrize("victim", ["simulate", "serve"])
 def test_sigkill_mid_round_leaves_no_process_behind(victim: str, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "app.cli", "simulate", "--preset", "smoke", "--out", str(tmp_path)]
@@ -83,13 +70,13 @@ def test_sigkill_mid_round_leaves_no_process_behind(victim: str, tmp_path: Path)
                     return pid
             return None
 
-        _wait_for(training_worker, 300, "the embedded worker to be training")
+        wait_for(training_worker, 300, "the embedded worker to be training")
         tree = _descendants(simulate.pid)
         serve = next(pid for pid in tree if " serve " in _cmdline(pid))
         assert any("celery" in _cmdline(pid) for pid in tree) and len(tree) >= 3
         os.kill(simulate.pid if victim == "simulate" else serve, signal.SIGKILL)
         everyone = tree | {simulate.pid} if victim == "simulate" else tree
-        _wait_for(lambda: all(_stat(pid) is None for pid in everyone) or None, 10, "every descendant to go")
+        wait_for(lambda: all(_stat(pid) is None for pid in everyone) or None, 10, "every descendant to go")
     finally:
         left = tree | _descendants(simulate.pid)  # strays too, should the test have failed
         if simulate.poll() is None:

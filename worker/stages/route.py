@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.jobs import service as jobs
-from worker.context import WorkerContext
+from worker.context import WorkerContext, holder_gone
 from worker.stages.job import Stage, load
 from worker.stages.score import plan_scoring
 
@@ -35,6 +35,9 @@ def route(ctx: WorkerContext, job_id: str) -> list[Next]:
 
 
 def stale_jobs(ctx: WorkerContext) -> list[str]:
-    """Jobs queued or running whose last sign of life is older than job_stale_s; their claim is released."""
+    """Jobs queued or running whose last sign of life is older than job_stale_s, or whose holding process
+    on this machine is gone; their claim is released."""
     with ctx.db.transaction() as session:
-        return jobs.take_back_stale(session, timedelta(seconds=ctx.settings.job_stale_s))
+        return jobs.take_back_stale(
+            session, timedelta(seconds=ctx.settings.job_stale_s), holder_gone=holder_gone
+        )
