@@ -20,6 +20,7 @@ from app.images import remote
 from app.rounds.training_set import TargetBox, TrainingImage
 from formats import coco, voc
 from formats.geometry import box_defect, clip_box
+from worker.engine.regions import is_region_valued
 
 
 def load_image(path: str | Path) -> Tensor:
@@ -41,10 +42,10 @@ def target_tensors(record: TrainingImage) -> dict[str, Tensor]:
 
 
 def hflip_target(target: dict[str, Tensor], width: int) -> dict[str, Tensor]:
-    """The target of the image mirrored left-right (every box-valued tensor is flipped)."""
+    """The target of the image mirrored left-right (every region-valued tensor is flipped)."""
     out = dict(target)
     for key, boxes in target.items():
-        if boxes.ndim == 2 and boxes.shape[-1] == 4:
+        if is_region_valued(boxes):
             out[key] = torch.stack(
                 [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1
             )

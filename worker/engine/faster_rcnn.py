@@ -18,7 +18,6 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
 from worker.engine.backbone import build_backbone
@@ -33,7 +32,7 @@ from worker.engine.losses import (
     rpn_loss,
 )
 from worker.engine.presets import Preset
-from worker.engine.regions import BACKGROUND, IGNORED, match
+from worker.engine.regions import BACKGROUND, IGNORED, RegionTransform, match
 from worker.engine.weights import load_checked, resolve
 
 IMAGE_MEAN = [0.485, 0.456, 0.406]
@@ -197,9 +196,9 @@ def build_faster_rcnn(
         nms_thresh=0.5,
         detections_per_img=preset.detections_per_img,
     )
-    transform = GeneralizedRCNNTransform(
-        min_size or preset.min_size, max_size or preset.max_size, IMAGE_MEAN, IMAGE_STD
-    )
+    # regions resized with the image (stock: boxes only); on fully labeled images the same as stock
+    sizes = (min_size or preset.min_size, max_size or preset.max_size)
+    transform = RegionTransform(*sizes, IMAGE_MEAN, IMAGE_STD)
     model = GeneralizedRCNN(backbone, rpn, roi_heads, transform)
     if start.detector is not None:
         load_checked(

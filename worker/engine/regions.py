@@ -12,6 +12,11 @@ act on the matcher's output, in torchvision's own convention (index >= 0 foregro
 - anchors matched to labeled boxes never change. Negatives win over ignore regions.
 
 With neither in a target the matcher's output is returned unchanged: the stock loss.
+
+Regions are stored in original-image pixels, like the boxes, and must go through the same flip
+(data.hflip_target) and resize as the image before matching: ``scale_regions`` is the one resize every
+backend uses (torchvision through ``RegionTransform``, Detectron2 in d2/matching.py), and it takes every
+box-valued field of a target, so a region field added later cannot be left in the wrong pixels.
 """
 
 from __future__ import annotations
@@ -19,10 +24,44 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torchvision.models.detection._utils import Matcher
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_iou
 
 BACKGROUND = -1  # torchvision's Matcher.BELOW_LOW_THRESHOLD
 IGNORED = -2  # torchvision's Matcher.BETWEEN_THRESHOLDS
+
+
+def is_region_valued(value: Tensor) -> bool:
+    """A target field of boxes or regions: (N, 4) xyxy pixels (what a flip or a resize must move)."""
+    return value.ndim == 2 and value.shape[-1] == 4
+
+
+def scale_regions(
+    target: dict[str, Tensor], scale_x: float, scale_y: float, *, skip: tuple[str, ...] = ()
+) -> dict[str, Tensor]:
+    """A copy of ``target`` with every region-valued field (``boxes``, ``negatives``, ``ignore``, ...)
+    but those in ``skip`` scaled from original-image pixels to the model's input pixels."""
+    out = dict(target)
+    for key, value in target.items():
+        if key not in skip and is_region_valued(value):
+            factor = [scale_x, scale_y, scale_x, scale_y]
+            out[key] = value * torch.tensor(factor, dtype=value.dtype, device=value.device)
+    return out
+
+
+class RegionTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform, whose resize scales ``target["boxes"]`` (and masks, keypoints)
+    only, with every other region-valued field of the target scaled alike (``scale_regions``)."""
+
+    def resize(
+        self, image: Tensor, target: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        height, width = image.shape[-2:]
+        image, target = super().resize(image, target)
+        if target is None:
+            return image, target
+        new_height, new_width = image.shape[-2:]
+        return image, scale_regions(target, new_width / width, new_height / height, skip=("boxes",))
 
 
 def _regions(target: dict[str, Tensor], key: str) -> Tensor | None:

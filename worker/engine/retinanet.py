@@ -18,7 +18,7 @@ from worker.engine.backbone import build_backbone
 from worker.engine.faster_rcnn import IMAGE_MEAN, IMAGE_STD
 from worker.engine.losses import Reading, box_regression_loss, focal_loss
 from worker.engine.presets import Preset
-from worker.engine.regions import match
+from worker.engine.regions import RegionTransform, match
 from worker.engine.weights import load_checked, resolve
 
 
@@ -126,6 +126,8 @@ def build_retinanet(
         detections_per_img=preset.detections_per_img,
         score_thresh=0.05,
     )
+    stock = model.transform  # regions resized with the image (stock: boxes only)
+    model.transform = RegionTransform(stock.min_size, stock.max_size, stock.image_mean, stock.image_std)
     if start.detector is not None:
         remake = CLASS_HEADS if start.remake_heads else ()
         load_checked(model, start.detector, what=f"{weights} weights", remake=remake)

@@ -19,7 +19,7 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from torch import Tensor
 
-from worker.engine.regions import BACKGROUND, IGNORED, relabel
+from worker.engine.regions import BACKGROUND, IGNORED, relabel, scale_regions
 
 TARGET, NEGATIVE, IGNORE = 0, 1, 2
 
@@ -29,16 +29,16 @@ def to_instances(
 ) -> Instances:
     """One image's boxal target (engine/data.py's tensors, original pixels) as ``Instances`` at the model's
     input size; ``scale`` is (x, y) from original to input pixels."""
-    boxes = target["boxes"].reshape(-1, 4)
+    target = scale_regions({**target, "boxes": target["boxes"].reshape(-1, 4)}, *scale)  # as torchvision's
+    boxes = target["boxes"]
     device = boxes.device
     negatives = target.get("negatives", torch.zeros((0, 4), device=device)).reshape(-1, 4)
     ignore = target.get("ignore", torch.zeros((0, 4), device=device)).reshape(-1, 4)
     n, extra = boxes.shape[0], negatives.shape[0] + ignore.shape[0]
-    factor = torch.tensor([scale[0], scale[1], scale[0], scale[1]], dtype=torch.float32, device=device)
     weights = target.get("weights", torch.ones(n, device=device)).to(torch.float32)
     noisy = target.get("noisy", torch.zeros(n, dtype=torch.bool, device=device))
     out = Instances(image_size)
-    out.gt_boxes = Boxes(torch.cat([boxes, negatives, ignore]).to(torch.float32) * factor)
+    out.gt_boxes = Boxes(torch.cat([boxes, negatives, ignore]).to(torch.float32))
     out.gt_classes = torch.cat(
         [target["labels"].to(torch.int64), torch.zeros(extra, dtype=torch.int64, device=device)]
     )
