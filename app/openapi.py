@@ -1,5 +1,7 @@
 """The OpenAPI schema tells the truth about what this server enforces: limits that come from its settings
-(page size, lease size) are written into the schema it serves, and 405 answers name the allowed methods."""
+(page size, lease size, a project's default lease size) are written into the schema it serves, bodies
+that a route reads itself (to stream them) are in its components, and 405 answers name the allowed
+methods."""
 
 from __future__ import annotations
 
@@ -7,8 +9,12 @@ import re
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
+from app.images.schemas import ImagesIn
 from app.settings import Settings
+
+READ_BY_ROUTES: tuple[type[BaseModel], ...] = (ImagesIn,)  # bodies referenced by $ref in openapi_extra
 
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
@@ -35,10 +41,17 @@ def state_enforced_limits(app: FastAPI, settings: Settings) -> None:
                     for parameter in operation.get("parameters", []):
                         if parameter["in"] == "query" and parameter["name"] == "limit":
                             parameter["schema"]["maximum"] = settings.max_page_size
-            lease = schema["components"]["schemas"]["LeaseIn"]["properties"]["k"]
-            for option in lease.get("anyOf", [lease]):
-                if option.get("type") == "integer":
-                    option["maximum"] = settings.max_k
+            components = schema["components"]["schemas"]
+            for name in ("LeaseIn", "ProjectSettings", "ProjectSettingsPatch"):
+                k = components[name]["properties"]["k"]
+                for option in k.get("anyOf", [k]):
+                    if option.get("type") == "integer":
+                        option["maximum"] = min(option.get("maximum", settings.max_k), settings.max_k)
+                k["description"] = f"{k.get('description', '')} (at most BOXAL_MAX_K, {settings.max_k} here)"
+            for model in READ_BY_ROUTES:  # their routes parse them from the raw body: FastAPI never saw them
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components.setdefault(model.__name__, body)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Generic, TypeVar
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -40,9 +42,52 @@ BBox = Annotated[
 
 class Strict(BaseModel):
     """Request bodies: unknown fields are an error, not silently ignored, and types are what the schema
-    says (no ``false`` for an integer, no ``"3"`` for a number)."""
+    says (no ``false`` for an integer, no ``"3"`` for a number). An integral number written as ``3.0`` is
+    an integer, as JSON Schema has it (``3.5`` is not)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = _integer_fields(cls)
+        out = None
+        for name, value in data.items():
+            kind = fields.get(name)
+            if kind == "int" and _integral(value):
+                out = out if out is not None else dict(data)
+                out[name] = int(value)
+            elif kind == "list" and isinstance(value, list) and any(_integral(v) for v in value):
+                out = out if out is not None else dict(data)
+                out[name] = [int(v) if _integral(v) else v for v in value]
+        return out if out is not None else data
+
+
+def _integral(value: object) -> bool:
+    return type(value) is float and value.is_integer()
+
+
+def _integer_kind(annotation: object) -> str | None:
+    """"int" for a field that takes an integer only (or null), "list" for a list of them, else None."""
+    if annotation is int:
+        return "int"
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _integer_kind(args[0])
+    if origin in (Union, UnionType):
+        kinds = {_integer_kind(a) for a in args if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    if origin is list and args and _integer_kind(args[0]) == "int":
+        return "list"
+    return None
+
+
+@cache
+def _integer_fields(model: type[BaseModel]) -> dict[str, str]:
+    fields = {name: _integer_kind(info.annotation) for name, info in model.model_fields.items()}
+    return {name: kind for name, kind in fields.items() if kind is not None}
 
 
 class ErrorOut(BaseModel):

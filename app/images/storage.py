@@ -25,7 +25,8 @@ UPLOAD_SUFFIXES = {
 
 def resolve_under_roots(raw: str, settings: Settings, *, what: str = "uri") -> Path:
     """The absolute path a ``file://`` URI (or plain path) names, if it lies under an allowed root: 422 for
-    a malformed one, 404 for a file that is not there, 403 for one outside the roots."""
+    a malformed one, 403 for one outside the roots whether or not it exists (the answer must not tell),
+    404 for one under a root that is not there."""
     if raw.startswith("file://"):
         parsed = urlparse(raw)
         if parsed.netloc not in ("", "localhost"):
@@ -42,16 +43,21 @@ def resolve_under_roots(raw: str, settings: Settings, *, what: str = "uri") -> P
     path = Path(raw_path)
     if not path.is_absolute():
         raise Invalid(f"{what}: the path must be absolute, got {raw_path!r}")
-    try:
+    try:  # where it would lead: '..' and the links that exist followed, nothing required to exist
+        _check_under_roots(path.resolve(strict=False), raw_path, settings, what)
         resolved = path.resolve(strict=True)
     except (OSError, RuntimeError):
         raise NotFound(f"{what}: {raw_path} does not exist") from None
+    _check_under_roots(resolved, raw_path, settings, what)  # a link inside a root may point out of it
+    return resolved
+
+
+def _check_under_roots(resolved: Path, raw_path: str, settings: Settings, what: str) -> None:
     if not any(resolved.is_relative_to(root) for root in settings.allowed_roots):
         roots = ", ".join(str(root) for root in settings.allowed_roots)
         raise Forbidden(
             f"{what}: {raw_path} is outside the allowed image roots ({roots}); set BOXAL_IMAGE_ROOTS"
         )
-    return resolved
 
 
 def read_image_size(path: Path, settings: Settings, *, what: str = "image") -> tuple[int, int, str]:

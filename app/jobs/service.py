@@ -77,16 +77,19 @@ def job_succeeded(session: Session, job_id: str) -> None:
 
 
 def job_failed(session: Session, job_id: str, error: str) -> None:
-    """The job stops with a readable error; its round becomes retryable; the old ranking keeps serving."""
+    """The job stops with a readable error, shown on its round too. A round that failed before it opened
+    becomes retryable and the old ranking keeps serving; an open one (a failed evaluation) keeps serving
+    its own ranking."""
     job = get_job(session, job_id, for_update=True)
     job.state = "failed"
     job.error = error[:4000]
     job.finished_at = utcnow()
     if job.round_id is not None:
         round_ = load(session, Round, job.round_id, for_update=True)
-        if round_ is not None and round_.state in ("training", "scoring"):
-            round_.state = "failed"
+        if round_ is not None:
             round_.error = job.error
+            if round_.state in ("training", "scoring"):
+                round_.state = "failed"
     session.flush()
 
 

@@ -24,6 +24,9 @@ class Round(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     # training of this round's model sees every label event with id <= snapshot_event_id
     snapshot_event_id: Mapped[int | None]
+    # the project's classes when the round was started: its model, scores and evaluation use these (None:
+    # a round made before rounds kept them, which uses the project's)
+    classes: Mapped[list[Any] | None]
     boxes_obtained: Mapped[int] = mapped_column(default=0)
     images_labeled: Mapped[int] = mapped_column(default=0)
     queries_answered: Mapped[int] = mapped_column(default=0)

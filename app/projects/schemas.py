@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     create_model,
@@ -38,10 +37,8 @@ else:  # the registry's names, as an enum in the OpenAPI schema
 ClassName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
-class ProjectSettings(BaseModel):
+class ProjectSettings(Strict):
     """How a project queries, trains and serves. Defaults follow the paper where it gives one."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     unit: Literal["box", "image"] = Field(
         "box", description="what one query asks for: a box or a whole image"
@@ -243,7 +240,7 @@ def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
         field: (info.annotation, FieldInfo.merge_field_infos(info, default=None))
         for field, info in model.model_fields.items()
     }
-    return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
+    return create_model(name, __base__=Strict, **fields)
 
 
 ProjectSettingsPatch = _partial(ProjectSettings, "ProjectSettingsPatch")

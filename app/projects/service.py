@@ -43,7 +43,19 @@ def check_weights_file(config: ProjectSettings, settings: Settings) -> None:
         resolve_under_roots(config.detectron2_config, settings, what="settings.detectron2_config")
 
 
+def check_server_limits(config: ProjectSettings, settings: Settings) -> None:
+    """Settings this server bounds more tightly than the schema's fixed limits (the served schema says so:
+    app/openapi.py)."""
+    if config.k > settings.max_k:
+        raise Invalid(
+            f"settings.k: at most {settings.max_k} queries per lease call (BOXAL_MAX_K), got {config.k}"
+        )
+
+
 def create_project(session: Session, data: ProjectCreate, settings: Settings) -> Project:
+    if "k" not in data.settings.model_fields_set:  # the default k, on a server whose limit is below it
+        data.settings.k = min(data.settings.k, settings.max_k)
+    check_server_limits(data.settings, settings)
     check_weights_file(data.settings, settings)
     if session.scalar(select(Project.id).where(Project.name == data.name)) is not None:
         raise Conflict(f"a project named {data.name!r} already exists")
@@ -69,6 +81,8 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, sett
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise Invalid(f"settings.{where}: {first['msg']}".replace("settings.: ", "settings: ")) from exc
+        if "k" in data.settings.model_fields_set:  # a k written before the limit was lowered still leases
+            check_server_limits(config, settings)
         check_weights_file(config, settings)
         project.settings = config.model_dump()
     if data.add_classes:

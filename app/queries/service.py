@@ -42,9 +42,10 @@ def lease(
     settings: Settings,
 ) -> list[QueryOut]:
     config = project_settings(project)
-    k = k or config.k
-    if k > settings.max_k:
-        raise Invalid(f"k: at most {settings.max_k} queries per lease call")
+    if k is not None and k > settings.max_k:
+        raise Invalid(f"k: at most {settings.max_k} queries per lease call (BOXAL_MAX_K)")
+    # the project's k is bounded when written; one written before the server's limit was lowered is capped
+    k = k or min(config.k, settings.max_k)
     expires_at = now + timedelta(seconds=config.lease_ttl_s)
     fallback = False
     if unit is None:  # the project decides: its unit, image queries while seeding or once boxes run out

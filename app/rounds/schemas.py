@@ -20,7 +20,10 @@ class RoundPublic(BaseModel):
     notice: str | None = Field(
         None, description="why this box round serves image queries (too few box queries), and what to change"
     )
-    error: str | None
+    error: str | None = Field(description="why its job failed (a failed stage), else null")
+    classes: list[str] | None = Field(
+        None, description="the classes its model was trained on: the project's when it started"
+    )
     created_at: datetime
     opened_at: datetime | None
     closed_at: datetime | None

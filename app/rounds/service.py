@@ -60,6 +60,7 @@ def start_next_round(session: Session, project: Project, now: datetime | None = 
         number=current.number + 1,
         state="training",
         snapshot_event_id=cut,
+        classes=list(project.classes),  # a class added while it trains joins the next round
         boxes_obtained=counts.boxes_obtained,
         images_labeled=counts.images_labeled,
         queries_answered=counts.queries_answered,
@@ -125,6 +126,7 @@ def to_public(round_: Round) -> RoundPublic:
         pool=round_.pool_stats,
         notice=(round_.pool_stats or {}).get("notice"),
         error=round_.error,
+        classes=round_.classes,
         created_at=round_.created_at,
         opened_at=round_.opened_at,
         closed_at=round_.closed_at,

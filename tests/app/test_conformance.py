@@ -109,3 +109,23 @@ def test_limits_of_the_settings_are_in_the_schema(served: str, tmp_path: Path) -
     assert limits == {1000}  # BOXAL_MAX_PAGE_SIZE, on every paged list
     classes = schema["components"]["schemas"]["ProjectCreate"]["properties"]["classes"]
     assert classes["uniqueItems"] is True
+
+
+def test_every_ref_of_the_served_schema_resolves(served: str) -> None:
+    """Client generators and schemathesis follow every $ref; one to a missing component breaks them."""
+    schema = httpx.get(f"{served}/openapi.json", timeout=30).json()
+
+    def refs(node: object) -> list[str]:
+        if isinstance(node, dict):
+            return [v for k, v in node.items() if k == "$ref"] + [r for v in node.values() for r in refs(v)]
+        if isinstance(node, list):
+            return [r for v in node for r in refs(v)]
+        return []
+
+    found = refs(schema)
+    assert "#/components/schemas/ImagesIn" in found  # the body POST .../images reads itself
+    for ref in found:
+        node: object = schema
+        for part in ref.removeprefix("#/").split("/"):
+            assert isinstance(node, dict) and part in node, f"{ref} does not resolve"
+            node = node[part]

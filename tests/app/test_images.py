@@ -58,12 +58,17 @@ def test_bad_image_requests_are_rejected_and_change_nothing(
     good = write_image(tmp_path / "ok.png")
     (tmp_path / "notes.txt").write_text("not an image")
     outside = Path("/etc/hostname")
+    (tmp_path / "link.png").symlink_to("/etc/nonexistent.png")  # inside a root, leading out of it
     client.post(url, json={"images": [{"uri": f"file://{good}"}]})
     before = db_state(database)
     cases = [
         ({"images": [{"uri": f"file://{tmp_path}/missing.png"}]}, 404, "does not exist"),
         ({"images": [{"uri": f"file://{outside}"}]}, 403, "outside the allowed image roots"),
-        ({"images": [{"uri": f"file://{tmp_path}/../../etc/passwd"}]}, 404, "images[0].uri"),
+        # outside the roots is 403 whether it exists or not: the answer tells nothing of the disk
+        ({"images": [{"uri": f"file://{tmp_path}/../../etc/passwd"}]}, 403, "images[0].uri"),
+        ({"images": [{"uri": "file:///etc/nonexistent.png"}]}, 403, "outside the allowed image roots"),
+        ({"images": [{"uri": "file:///root/.bashrc"}]}, 403, "outside the allowed image roots"),
+        ({"images": [{"uri": f"file://{tmp_path}/link.png"}]}, 403, "outside the allowed image roots"),
         ({"images": [{"uri": f"file://{tmp_path}/notes.txt"}]}, 422, "not a readable image"),
         ({"images": [{"uri": "http://example.com/a.png"}]}, 403, "outside the allowed URL prefixes"),
         ({"images": [{"uri": "ftp://example.com/a.png"}]}, 422, "only file://"),

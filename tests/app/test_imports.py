@@ -109,7 +109,8 @@ def test_broken_imports_are_refused_and_change_nothing(client, database, tmp_pat
 
     cases = [
         ({"format": "voc", "path": "/etc"}, 403),  # outside the image roots
-        ({"format": "voc", "path": str(tmp_path / "nope")}, 404),
+        ({"format": "voc", "path": "/nonexistent"}, 403),  # outside too: whether it exists is not told
+        ({"format": "voc", "path": str(tmp_path / "nope")}, 404),  # under a root: not there
         ({"format": "voc", "path": str(voc), "image_set": "../x"}, 422),
         ({"format": "voc", "path": "relative/dir"}, 422),
         ({"format": "coco", "data": {"images": []}}, 422),

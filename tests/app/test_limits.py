@@ -28,6 +28,47 @@ def test_k_per_lease_call(settings, database, admin_token, tmp_path: Path) -> No
         assert db_state(database) == before
 
 
+def test_a_project_k_is_bounded_by_the_servers_limit_when_written(
+    settings, database, admin_token, tmp_path: Path
+) -> None:
+    with _client(settings, database, admin_token, max_k=5) as client:
+        refused = client.post("/v1/projects", json={"name": "big", "classes": ["a"], "settings": {"k": 6}})
+        assert refused.status_code == 422 and "BOXAL_MAX_K" in refused.json()["detail"]
+        assert "settings.k: at most 5" in refused.json()["detail"]
+        project = create_project(client)
+        register_images(client, project["id"], tmp_path / "pool", 1)
+        before = db_state(database)
+        patched = client.patch(f"/v1/projects/{project['id']}", json={"settings": {"k": 500}})
+        assert patched.status_code == 422 and "BOXAL_MAX_K" in patched.json()["detail"]
+        assert db_state(database) == before
+        assert client.patch(f"/v1/projects/{project['id']}", json={"settings": {"k": 5.0}}).status_code == 200
+        # a lease naming no k uses the project's, which the server now guarantees it can serve
+        leased = client.post(f"/v1/projects/{project['id']}/queries", json={"annotator": "adm"})
+        assert leased.status_code == 200, leased.text
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        for name in ("ProjectSettings", "ProjectSettingsPatch", "LeaseIn"):
+            k = schema[name]["properties"]["k"]
+            assert 5 in [option.get("maximum") for option in k.get("anyOf", [k])], name
+    # a k written before the server's limit was lowered still leases (capped), and other settings change
+    with _client(settings, database, admin_token, max_k=3) as client:
+        leased = client.post(f"/v1/projects/{project['id']}/queries", json={"annotator": "adm2"})
+        assert leased.status_code == 200, leased.text
+        other = client.patch(f"/v1/projects/{project['id']}", json={"settings": {"lr": 0.01}})
+        assert other.status_code == 200, other.text
+
+
+def test_integral_numbers_are_integers_as_json_schema_says(client, tmp_path: Path) -> None:
+    project = create_project(client)
+    register_images(client, project["id"], tmp_path / "pool", 2)
+    pid = project["id"]
+    assert client.post(f"/v1/projects/{pid}/queries", json={"k": 3.0, "annotator": "a"}).status_code == 200
+    patched = client.patch(f"/v1/projects/{pid}", json={"settings": {"round_size": 15002.0}})
+    assert patched.status_code == 200 and patched.json()["settings"]["round_size"] == 15002
+    for bad in (3.5, True, "3"):
+        response = client.post(f"/v1/projects/{pid}/queries", json={"k": bad, "annotator": "a"})
+        assert response.status_code == 422 and "k" in response.json()["detail"], bad
+
+
 def test_import_size(settings, database, admin_token, tmp_path: Path) -> None:
     with _client(settings, database, admin_token, max_import_items=3) as client:
         project = create_project(client)

@@ -19,10 +19,11 @@ def evaluate_round(ctx: WorkerContext, job_id: str) -> dict[str, Any]:
         raise Skip(f"round {ref.number} is {ref.state}, not ready for evaluation")
     running(ctx, job_id, "evaluating")
     with ctx.db.transaction(write=False) as session:
+        known = len(ref.classes)  # a class added since the round started is not its model's to find
         truth = [
             TrainingImage(
                 image.path,
-                [TargetBox(b.bbox, b.label, box_id=b.id) for b in boxes],
+                [TargetBox(b.bbox, b.label, box_id=b.id) for b in boxes if b.label < known],
                 image_id=image.id,
                 width=image.width,
                 height=image.height,

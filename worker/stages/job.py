@@ -43,7 +43,7 @@ class RoundRef:
     number: int
     state: str
     project_id: int
-    classes: list[str]
+    classes: list[str]  # the round's own (the project's when it started), not the project's now
     settings: ProjectSettings
     model_version: str | None
     snapshot_event_id: int
@@ -77,7 +77,7 @@ def load(ctx: WorkerContext, job_id: str) -> RoundRef:
             round_.number,
             round_.state,
             project.id,
-            list(project.classes),
+            list(round_.classes if round_.classes is not None else project.classes),
             project_settings(project),
             round_.model_version,
             round_.snapshot_event_id or 0,

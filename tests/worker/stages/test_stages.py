@@ -213,3 +213,38 @@ def test_a_weights_file_that_does_not_fit_fails_training_naming_the_tensor(
     job = _start(ctx, pid)
     with pytest.raises(WeightsMismatch, match=r"tensor '[\w.]+'"):
         train.train_round(ctx, job)
+
+
+def test_a_class_added_while_a_round_trains_joins_the_next_round(client, ctx, scenes) -> None:
+    """The round keeps the classes it started with: its scoring and evaluation do not see the new one
+    (they failed with an IndexError before), and the next round trains on all of them."""
+    pid = _project(client, scenes, name="grows")
+    job_id = _start(ctx, pid)
+    train.train_round(ctx, job_id)  # the model of the project's classes as they were
+    added = client.patch(f"/v1/projects/{pid}", json={"add_classes": ["zz"]})
+    assert added.status_code == 200 and added.json()["classes"] == [*CLASSES, "zz"]
+    _run_round(ctx, job_id)  # scoring, ranking, evaluation
+    first = client.get(f"/v1/projects/{pid}/rounds").json()["items"][1]
+    assert (first["state"], first["error"], first["classes"]) == ("open", None, CLASSES)
+    assert first["metrics"]["map50"] is not None
+    assert [c["class"] for c in first["metrics"]["per_class"]] == CLASSES
+    assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "succeeded"
+    curve = client.get(f"/v1/projects/{pid}/curve").json()["points"]
+    assert len(curve) == 1 and len(curve[0]["per_class"]) == len(CLASSES)
+
+    second_job = _start(ctx, pid)
+    _run_round(ctx, second_job)
+    second = client.get(f"/v1/projects/{pid}/rounds").json()["items"][2]
+    assert second["state"] == "open" and second["classes"] == [*CLASSES, "zz"]
+    assert [c["class"] for c in second["metrics"]["per_class"]] == [*CLASSES, "zz"]
+    assert ctx.detector(second["model_version"]).num_classes == len(CLASSES) + 1
+
+
+def test_a_failed_evaluation_is_visible_on_its_open_round(client, ctx, scenes, database) -> None:
+    pid = _project(client, scenes, name="evalfails")
+    job_id = _start(ctx, pid)
+    _run_round(ctx, job_id)
+    with database.transaction() as session:
+        jobs.job_failed(session, job_id, "evaluating: something broke")
+    last = client.get(f"/v1/projects/{pid}/rounds").json()["items"][-1]
+    assert last["state"] == "open" and last["error"] == "evaluating: something broke"  # it still serves
