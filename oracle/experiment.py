@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from boxal.client import Client
-from oracle.answers import Oracle
+from oracle.answers import ACCEPT_IOU, Oracle
 from oracle.cost import CostModel
 from oracle.datasets import Dataset, ImageRecord
 from oracle.provenance import environment
@@ -69,6 +69,7 @@ class Experiment:
     full_rounds: int = 1  # the reference's rounds at most (warm-started when more than one)
     full_tolerance: float = 0.02  # it stops after a round that raises its best mAP@0.5 by under this share
     cost: CostModel = field(default_factory=CostModel)
+    accept_iou: float | None = ACCEPT_IOU  # the oracle accepts a right-class box at this IoU (None: never)
 
     def arm_names(self) -> list[str]:
         """Every arm a run of this experiment records besides the initial model, in the order run."""
@@ -292,7 +293,8 @@ class Runner:
         }
         started = time.monotonic()
         pid = self._project(f"s{seed}-{arm.name.replace('/', '-')}", settings, initial, self.dataset.pool)
-        oracle = Oracle({im.external_id: im.truth for im in self.dataset.pool}, experiment.cost)
+        truth = {im.external_id: im.truth for im in self.dataset.pool}
+        oracle = Oracle(truth, experiment.cost, accept_iou=experiment.accept_iou)
         for im in initial:
             oracle.mark_labeled(im.external_id)
         self._wait(arm.name, self.client.start_round(pid)["job_id"])

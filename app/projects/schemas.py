@@ -90,12 +90,37 @@ class ProjectSettings(Strict):
         "answered box, background answers included, which train as negatives (the paper, Sec. 3); "
         "labeled: only images with an adjusted or accepted box (boxal before this setting)",
     )
-    noisy_targets: Literal["frozen", "refreshed"] = Field(
+    noisy_targets: Literal["frozen", "refreshed", "pseudo"] = Field(
         "frozen",
         description="frozen: noisy boxes are the first model's predictions, as the paper has them; "
         "refreshed (beyond the paper): before each round's training the current model predicts the "
         "training images again; noisy boxes overlapping an answered box are dropped, one class per object "
-        "is kept, and predictions below refresh_confidence become ignore regions",
+        "is kept, and predictions below refresh_confidence become ignore regions; pseudo (Lyu et al., CVPR "
+        "2023): likewise, but only predictions scoring at least pseudo_label_score train (as targets "
+        "weighing lambda_d), and everything else nobody answered is unknown (see unknown_background)",
+    )
+    pseudo_label_score: float = Field(
+        0.9,
+        gt=0,
+        lt=1,
+        description="noisy_targets pseudo: the current model's confidence a prediction needs to train as a "
+        "pseudo-label",
+    )
+    unknown_background: Literal["full", "soft", "ignore"] = Field(
+        "full",
+        description="on partly labeled images, the anchors and proposals that match no target and lie in no "
+        "background answer (nobody looked there): full: train as background (the paper); soft: as "
+        "background, each weighted by the model's own background probability for it (Soft Teacher), "
+        "without gradient through the weight; ignore: no loss. Fully labeled images are unchanged. "
+        "torchvision backend",
+    )
+    query_min_score: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="box unit: only predictions the current model scores at least this are served as box "
+        "queries (Lyu et al.: 0.5, annotators see what the model believes); the others stay in the pool "
+        "unqueried. 0: every prediction above t_d (the paper)",
     )
     refresh_confidence: float = Field(
         0.5,
@@ -205,6 +230,21 @@ class ProjectSettings(Strict):
     def _detectron2_config_needs_its_backend(self) -> ProjectSettings:
         if self.detectron2_config is not None and self.backend != "detectron2":
             raise ValueError("detectron2_config is read by backend detectron2 only: set backend too")
+        return self
+
+    @model_validator(mode="after")
+    def _the_new_loop_agrees_with_itself(self) -> ProjectSettings:
+        if self.noisy_targets == "pseudo" and self.query_min_score > self.pseudo_label_score:
+            raise ValueError(
+                f"query_min_score {self.query_min_score} is above pseudo_label_score "
+                f"{self.pseudo_label_score}: boxes confident enough to train unasked would be the only ones "
+                "served; lower query_min_score or raise pseudo_label_score"
+            )
+        if self.unknown_background != "full" and self.backend != "torchvision":
+            raise ValueError(
+                f"unknown_background {self.unknown_background} is implemented on backend torchvision, not "
+                f"{self.backend}"
+            )
         return self
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from app.models import Box, Image
 from app.rounds.snapshot import labeled_images_query
 
 NoisyMode = Literal["dampen", "drop", "full"]
+UnknownBackground = Literal["full", "soft", "ignore"]
 TrainingImages = Literal["answered", "labeled"]
 
 
@@ -59,6 +60,9 @@ class TrainingImage:
     negatives: list[list[float]] = field(default_factory=list)
     ignore: list[list[float]] = field(default_factory=list)
     complete: bool = False
+    # partly labeled images: how what nobody looked at trains (the unknown_background setting); a complete
+    # image's background is known, so it always trains as "full"
+    unknown_background: UnknownBackground = "full"
 
     @property
     def labeled(self) -> list[TargetBox]:

@@ -55,3 +55,19 @@ def test_an_image_query_gets_every_object_not_yet_obtained() -> None:
     assert empty["boxes"] == [] and empty["duration_ms"] == 1000
     oracle.mark_labeled("b")
     assert oracle.answer(_query([20.0, 0.0, 30.0, 10.0], image="b"))["action"] == "duplicate"
+
+
+def test_a_right_class_box_at_iou_07_is_accepted_and_a_looser_one_adjusted() -> None:
+    oracle = Oracle({"a": [CAT, DOG]})
+    # [0, 0, 10, 8] against the 10x10 cat: IoU 0.8, predicted as a cat
+    accepted = oracle.answer({**_query([0.0, 0.0, 10.0, 8.0], qid=1), "label": "cat"})
+    assert accepted == {"query_id": 1, "action": "accept", "duration_ms": 1600}  # verified, not redrawn
+    assert oracle.obtained["a"] == {0}
+    # the dog at IoU 0.6: found, but the box must be redrawn
+    adjusted = oracle.answer({**_query([20.0, 0.0, 26.0, 10.0], qid=2), "label": "dog"})
+    assert adjusted["action"] == "adjust" and adjusted["bbox"] == DOG.bbox and adjusted["duration_ms"] == 7000
+    # IoU 0.8 but the wrong class: adjusted to the right one
+    other = Oracle({"a": [CAT]}).answer({**_query([0.0, 0.0, 10.0, 8.0]), "label": "dog"})
+    assert other["action"] == "adjust" and other["label"] == "cat"
+    never = Oracle({"a": [CAT]}, accept_iou=None).answer({**_query([0.0, 0.0, 10.0, 8.0]), "label": "cat"})
+    assert never["action"] == "adjust"  # the oracle of the runs before accept existed

@@ -2,7 +2,9 @@
 
 A record (app.rounds.training_set.TrainingImage) becomes tensors here, once, for the loss:
 ``boxes`` (N, 4) xyxy pixels, ``labels`` (N,) 0..C-1, ``weights`` (N,) loss weight per box, ``noisy`` (N,)
-bool, and the regions ``negatives`` (M, 4) and ``ignore`` (K, 4). The readers use the shared parsers
+bool, the regions ``negatives`` (M, 4) and ``ignore`` (K, 4), and on a partly labeled image whose
+unknown background is not trained as plain background, ``unknown_background`` (a 0-d code, regions.py).
+The readers use the shared parsers
 (formats/): one parser per format in the product.
 """
 
@@ -20,7 +22,7 @@ from app.images import remote
 from app.rounds.training_set import TargetBox, TrainingImage
 from formats import coco, voc
 from formats.geometry import box_defect, clip_box
-from worker.engine.regions import is_region_valued
+from worker.engine.regions import UNKNOWN_BACKGROUND, is_region_valued
 
 
 def load_image(path: str | Path) -> Tensor:
@@ -31,7 +33,11 @@ def load_image(path: str | Path) -> Tensor:
 
 def target_tensors(record: TrainingImage) -> dict[str, Tensor]:
     """A record's boxes as the tensors the detectors' losses read (see the module docstring)."""
+    extra = {}
+    if record.unknown_background != "full" and not record.complete:
+        extra["unknown_background"] = torch.tensor(UNKNOWN_BACKGROUND[record.unknown_background])
     return {
+        **extra,
         "boxes": torch.tensor([b.bbox for b in record.boxes], dtype=torch.float32).reshape(-1, 4),
         "labels": torch.tensor([b.label for b in record.boxes], dtype=torch.int64),
         "weights": torch.tensor([b.weight for b in record.boxes], dtype=torch.float32),

@@ -32,7 +32,7 @@ from worker.engine.losses import (
     rpn_loss,
 )
 from worker.engine.presets import Preset
-from worker.engine.regions import BACKGROUND, IGNORED, RegionTransform, match
+from worker.engine.regions import BACKGROUND, IGNORED, RegionTransform, match, soft_background
 from worker.engine.weights import load_checked, resolve
 
 IMAGE_MEAN = [0.485, 0.456, 0.406]
@@ -51,9 +51,12 @@ class DampenedRPN(RegionProposalNetwork):
         anchors of a noisy box weighing w labelled NOISY_ANCHOR + w (the loss reads w back)."""
         labels = []
         matched_gt_boxes = []
+        self._soft: list[Tensor] = []  # read by compute_loss, in the same forward
         for anchors_per_image, target in zip(anchors, targets, strict=True):
             gt_boxes = target["boxes"]
             matched_idxs = match(self.proposal_matcher, anchors_per_image, target)
+            low = self.proposal_matcher.low_threshold
+            self._soft.append(soft_background(matched_idxs, anchors_per_image, target, low))
             if gt_boxes.numel() == 0:
                 matched_gt_boxes.append(torch.zeros_like(anchors_per_image, dtype=torch.float32))
             else:
@@ -79,7 +82,10 @@ class DampenedRPN(RegionProposalNetwork):
         sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
         pos = torch.where(torch.cat(sampled_pos, dim=0))[0]
         neg = torch.where(torch.cat(sampled_neg, dim=0))[0]
-        return rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, pos, neg, self.reading)
+        soft = torch.cat(self._soft) if any(s.any() for s in self._soft) else None
+        return rpn_loss(
+            objectness, pred_bbox_deltas, labels, regression_targets, pos, neg, self.reading, soft
+        )
 
 
 class DampenedRoIHeads(RoIHeads):
@@ -102,8 +108,9 @@ class DampenedRoIHeads(RoIHeads):
         pairs = list(zip(targets, matched_idxs, labels, strict=True))
         weights = [anchor_weights(box_weights(t), matched, label > 0) for t, matched, label in pairs]
         noisy = [anchor_noisy(box_noisy(t), matched, label > 0) for t, matched, label in pairs]
+        soft = self._soft if any(s.any() for s in self._soft) else None
         loss_classifier, loss_box_reg = fastrcnn_loss(
-            class_logits, box_regression, labels, regression_targets, weights, noisy, self.reading
+            class_logits, box_regression, labels, regression_targets, weights, noisy, self.reading, soft
         )
         return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
 
@@ -114,29 +121,34 @@ class DampenedRoIHeads(RoIHeads):
         dtype = proposals[0].dtype
         gt_boxes = [t["boxes"].to(dtype) for t in targets]
         proposals = self.add_gt_proposals(proposals, gt_boxes)
-        matched_idxs, labels = [], []
+        matched_idxs, labels, soft = [], [], []
         for proposals_in_image, target in zip(proposals, targets, strict=True):
-            matched, label = self._assign(proposals_in_image, target)
+            matched, label, soft_in_image = self._assign(proposals_in_image, target)
             matched_idxs.append(matched)
             labels.append(label)
+            soft.append(soft_in_image)
         sampled = self.subsample(labels)
         matched_gt_boxes = []
         for i, keep in enumerate(sampled):
-            proposals[i], labels[i], matched_idxs[i] = (
+            proposals[i], labels[i], matched_idxs[i], soft[i] = (
                 proposals[i][keep],
                 labels[i][keep],
                 matched_idxs[i][keep],
+                soft[i][keep],
             )
             boxes = (
                 gt_boxes[i] if gt_boxes[i].numel() else torch.zeros((1, 4), dtype=dtype, device=keep.device)
             )
             matched_gt_boxes.append(boxes[matched_idxs[i]])
         regression_targets = self.box_coder.encode(matched_gt_boxes, proposals)
+        self._soft: list[Tensor] = soft  # read by forward, in the same call
         return proposals, matched_idxs, labels, regression_targets
 
-    def _assign(self, proposals: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """(matched box index clamped to >= 0, label: class, 0 background, -1 ignored) per proposal."""
+    def _assign(self, proposals: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(matched box index clamped to >= 0, label: class, 0 background, -1 ignored, and whether its
+        background loss is soft) per proposal."""
         matched = match(self.proposal_matcher, proposals, target)
+        soft = soft_background(matched, proposals, target, self.proposal_matcher.low_threshold)
         clamped = matched.clamp(min=0)
         if target["boxes"].numel() == 0:
             label = torch.zeros_like(clamped)
@@ -144,7 +156,7 @@ class DampenedRoIHeads(RoIHeads):
             label = target["labels"][clamped].to(torch.int64)
         label[matched == BACKGROUND] = 0
         label[matched == IGNORED] = -1  # the sampler skips -1
-        return clamped, label
+        return clamped, label, soft
 
 
 def build_faster_rcnn(

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
+from worker.engine.regions import soft_weights
+
 Reading = Literal["anchor_weights", "group_means"]
 
 # RPN anchor labels as torchvision makes them (1 foreground, 0 background, -1 ignored), plus these: a
@@ -108,8 +110,10 @@ def rpn_loss(
     sampled_pos: Tensor,
     sampled_neg: Tensor,
     reading: Reading = "anchor_weights",
+    soft: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """torchvision's RPN loss with noisy anchors (label NOISY_ANCHOR + w) weighted by their w.
+    """torchvision's RPN loss with noisy anchors (label NOISY_ANCHOR + w) weighted by their w, and the
+    ``soft`` (A_total,) bool background anchors by the model's background probability 1 - sigmoid.
 
     objectness: (A_total, 1) logits; pred_bbox_deltas: (A_total, 4); labels, regression_targets: per image.
     sampled_pos, sampled_neg: flat indices chosen by torchvision's BalancedPositiveNegativeSampler.
@@ -117,6 +121,9 @@ def rpn_loss(
     sampled = torch.cat([sampled_pos, sampled_neg], dim=0)  # positives first
     all_labels = torch.cat(labels, dim=0)[sampled]
     weights = rpn_anchor_weights(all_labels)
+    if soft is not None:
+        logits = objectness.flatten()[sampled]
+        weights = soft_weights(weights, soft[sampled], 1 - torch.sigmoid(logits.float()))
     noisy = all_labels >= NOISY_ANCHOR
     counted = torch.ones_like(noisy)
     # only positives have regression targets (a background anchor's may be infinite)
@@ -144,11 +151,16 @@ def fastrcnn_loss(
     weights: list[Tensor],
     noisy: list[Tensor] | None = None,
     reading: Reading = "anchor_weights",
+    soft: list[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """torchvision's fastrcnn_loss with a weight per sampled proposal (both terms over the sample count)."""
+    """torchvision's fastrcnn_loss with a weight per sampled proposal (both terms over the sample count);
+    ``soft`` background proposals (bool per image) weigh the model's background probability (softmax)."""
     all_labels = torch.cat(labels, dim=0)
     all_targets = torch.cat(regression_targets, dim=0)
     all_weights = torch.cat(weights, dim=0)
+    if soft is not None:
+        p_background = F.softmax(class_logits.float(), dim=-1)[:, 0]
+        all_weights = soft_weights(all_weights, torch.cat(soft, dim=0), p_background)
     all_noisy = torch.cat(noisy, dim=0) if noisy else torch.zeros_like(all_labels, dtype=torch.bool)
     counted = torch.ones_like(all_noisy)
     classification = F.cross_entropy(class_logits, all_labels, reduction="none")
@@ -173,14 +185,21 @@ def focal_loss(
     between_thresholds: int,
     reading: Reading = "anchor_weights",
 ) -> Tensor:
-    """torchvision's RetinaNet focal loss with per-anchor weights (normalised by the foreground count)."""
+    """torchvision's RetinaNet focal loss with per-anchor weights (normalised by the foreground count); a
+    target's ``soft_background`` (A,) bool anchors weigh the model's background probability, 1 - the
+    highest class sigmoid."""
     losses = []
     for target, logits, matched in zip(targets, cls_logits, matched_idxs, strict=True):
         foreground = matched >= 0
         gt = torch.zeros_like(logits)
         gt[foreground, target["labels"][matched[foreground]]] = 1.0
         valid = matched != between_thresholds
-        weights = anchor_weights(box_weights(target), matched, foreground)[valid]
+        weights = anchor_weights(box_weights(target), matched, foreground)
+        soft = target.get("soft_background")
+        if soft is not None:
+            p_background = 1 - torch.sigmoid(logits.float()).max(dim=1).values
+            weights = soft_weights(weights, soft, p_background)
+        weights = weights[valid]
         noisy = anchor_noisy(box_noisy(target), matched, foreground)[valid]
         per_anchor = sigmoid_focal_loss(logits[valid], gt[valid], reduction="none").sum(dim=1)
         losses.append(combine(per_anchor, weights, noisy, foreground[valid], reading))

@@ -1,4 +1,4 @@
-"""Fresher noisy targets (the ``noisy_targets: refreshed`` setting, beyond the paper).
+"""Fresher noisy targets (the ``noisy_targets: refreshed`` and ``pseudo`` settings, beyond the paper).
 
 The paper's noisy targets are the first model's predictions, frozen. Refreshed, they are the current
 model's predictions on each training image, cleaned:
@@ -14,6 +14,7 @@ model's predictions on each training image, cleaned:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 import torch
 from torchvision.ops import box_iou, nms
@@ -26,10 +27,18 @@ SAME_OBJECT_IOU = 0.5
 
 
 def refresh(
-    record: TrainingImage, found: Detections, *, t_d: float, confidence: float, lambda_d: float
+    record: TrainingImage,
+    found: Detections,
+    *,
+    t_d: float,
+    confidence: float,
+    lambda_d: float,
+    uncertain: Literal["ignore", "unknown"] = "ignore",
 ) -> TrainingImage:
     """``record`` with its noisy boxes replaced by ``found`` (the current model's detections on its
-    image, scores >= t_d), cleaned as the module says; its labels and negatives unchanged."""
+    image, scores >= t_d), cleaned as the module says; its labels and negatives unchanged. Predictions
+    below ``confidence`` become ignore regions, or (``unknown``, pseudo-labels) are left out: what nobody
+    answered and the model is not sure of is unknown, trained as the record's unknown_background says."""
     boxes, scores, labels = found.boxes.float().reshape(-1, 4), found.scores.float(), found.labels.long()
     keep = scores >= t_d
     answered = [b.bbox for b in record.labeled] + record.negatives
@@ -44,4 +53,5 @@ def refresh(
         TargetBox(box.tolist(), int(label), noisy=True, weight=lambda_d)
         for box, label in zip(boxes[sure], labels[sure], strict=True)
     ]
-    return replace(record, boxes=record.labeled + noisy, ignore=[box.tolist() for box in boxes[~sure]])
+    ignore = [box.tolist() for box in boxes[~sure]] if uncertain == "ignore" else []
+    return replace(record, boxes=record.labeled + noisy, ignore=ignore)

@@ -11,7 +11,12 @@ act on the matcher's output, in torchvision's own convention (index >= 0 foregro
   low threshold becomes ignored (no loss, not sampled);
 - anchors matched to labeled boxes never change. Negatives win over ignore regions.
 
-With neither in a target the matcher's output is returned unchanged: the stock loss.
+On a partly labeled image a target may also carry ``unknown_background`` (the project setting, as a code
+of UNKNOWN_BACKGROUND): the background anchors nobody looked at, those whose IoU with every negative is
+below the matcher's low threshold, are then ignored (``ignore``), or keep training as background with a
+weight the heads take from the model's own background probability (``soft``, ``soft_background``).
+
+With none of these in a target the matcher's output is returned unchanged: the stock loss.
 
 Regions are stored in original-image pixels, like the boxes, and must go through the same flip
 (data.hflip_target) and resize as the image before matching: ``scale_regions`` is the one resize every
@@ -29,6 +34,36 @@ from torchvision.ops import box_iou
 
 BACKGROUND = -1  # torchvision's Matcher.BELOW_LOW_THRESHOLD
 IGNORED = -2  # torchvision's Matcher.BETWEEN_THRESHOLDS
+UNKNOWN_BACKGROUND = {"full": 0, "soft": 1, "ignore": 2}  # the setting's values, as target codes
+
+
+def unknown_background(target: dict[str, Tensor]) -> int:
+    """The target's code in UNKNOWN_BACKGROUND ("full" where it carries none: stock training)."""
+    code = target.get("unknown_background")
+    return UNKNOWN_BACKGROUND["full"] if code is None else int(code)
+
+
+def _unknown(out: Tensor, anchors: Tensor, target: dict[str, Tensor], low: float) -> Tensor:
+    """(A,) bool: background anchors in no background answer (IoU with every negative below ``low``)."""
+    unknown = out == BACKGROUND
+    negatives = _regions(target, "negatives")
+    if negatives is not None and unknown.any():
+        unknown &= box_iou(negatives.to(anchors.dtype), anchors).max(dim=0).values < low
+    return unknown
+
+
+def soft_background(matched: Tensor, anchors: Tensor, target: dict[str, Tensor], low: float) -> Tensor:
+    """(A,) bool: the anchors (or proposals) whose background loss the model's own background probability
+    weighs, under ``unknown_background: soft``; all False otherwise (the heads then weigh as stock)."""
+    if unknown_background(target) != UNKNOWN_BACKGROUND["soft"]:
+        return torch.zeros(matched.shape, dtype=torch.bool, device=matched.device)
+    return _unknown(matched, anchors, target, low)
+
+
+def soft_weights(weights: Tensor, soft: Tensor, p_background: Tensor) -> Tensor:
+    """``weights`` (N,) with those of the ``soft`` (N,) bool samples replaced by ``p_background`` (N,),
+    detached: the weight steers the loss, no gradient flows through it."""
+    return torch.where(soft, p_background.detach().to(weights.dtype), weights)
 
 
 def is_region_valued(value: Tensor) -> bool:
@@ -80,7 +115,8 @@ def relabel(
     """The matcher's ``matched`` (A,) for ``anchors`` (A, 4) against ``target["boxes"]`` (``quality``:
     their (G, A) IoU matrix, None without boxes), adjusted for the target's negatives and ignore regions."""
     negatives, ignore = _regions(target, "negatives"), _regions(target, "ignore")
-    if negatives is None and ignore is None:
+    ignore_unknown = unknown_background(target) == UNKNOWN_BACKGROUND["ignore"]
+    if negatives is None and ignore is None and not ignore_unknown:
         return matched
     out = matched.clone()
     foreground = matched >= 0
@@ -100,6 +136,8 @@ def relabel(
             own = torch.zeros_like(negative_iou)
         explained = torch.where(foreground, negative_iou >= own, negative_iou >= high)
         out[~labeled & explained] = BACKGROUND
+    if ignore_unknown:
+        out[_unknown(out, anchors, target, low)] = IGNORED
     return out
 
 

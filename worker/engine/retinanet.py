@@ -18,7 +18,7 @@ from worker.engine.backbone import build_backbone
 from worker.engine.faster_rcnn import IMAGE_MEAN, IMAGE_STD
 from worker.engine.losses import Reading, box_regression_loss, focal_loss
 from worker.engine.presets import Preset
-from worker.engine.regions import RegionTransform, match
+from worker.engine.regions import RegionTransform, match, soft_background
 from worker.engine.weights import load_checked, resolve
 
 
@@ -79,6 +79,11 @@ class DampenedRetinaNet(RetinaNet):
         matched_idxs = [
             match(self.proposal_matcher, anchors_per_image, target)
             for anchors_per_image, target in zip(anchors, targets, strict=True)
+        ]
+        low = self.proposal_matcher.low_threshold
+        targets = [  # the focal loss reads which background anchors weigh the model's own belief
+            {**t, "soft_background": soft_background(m, a, t, low)}
+            for t, m, a in zip(targets, matched_idxs, anchors, strict=True)
         ]
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 

@@ -49,17 +49,38 @@ class ShardOutputs:
 
     box_ids: list[int] = field(default_factory=list)
     box_images: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # the model's confidence in the box, as labeled
     probs: list[np.ndarray] = field(default_factory=list)
     features: list[np.ndarray] = field(default_factory=list)
     centre_features: list[np.ndarray] = field(default_factory=list)
     image_features: dict[int, np.ndarray] = field(default_factory=dict)
 
-    def add_box(self, box_id: int, image_id: int, probs: torch.Tensor, feature: torch.Tensor | None) -> None:
+    def add_box(
+        self, box_id: int, image_id: int, score: float, probs: torch.Tensor, feature: torch.Tensor | None
+    ) -> None:
         self.box_ids.append(box_id)
         self.box_images.append(image_id)
+        self.scores.append(score)
         self.probs.append(probs.numpy())
         if feature is not None:
             self.features.append(feature.numpy())
+
+    def in_band(self, min_score: float) -> ShardOutputs:
+        """Only the boxes the model scores at least ``min_score`` (a detection's score; a kept box's
+        probability of its class): the box queries a query band lets through. Labeled boxes' and images'
+        features stay."""
+        if min_score <= 0 or not self.box_ids:
+            return self
+        keep = [i for i, score in enumerate(self.scores) if score >= min_score]
+        return ShardOutputs(
+            box_ids=[self.box_ids[i] for i in keep],
+            box_images=[self.box_images[i] for i in keep],
+            scores=[self.scores[i] for i in keep],
+            probs=[self.probs[i] for i in keep],
+            features=[self.features[i] for i in keep] if self.features else [],
+            centre_features=self.centre_features,
+            image_features=self.image_features,
+        )
 
     def batch(self, num_classes: int) -> acquisition.BoxBatch:
         return acquisition.BoxBatch(
@@ -90,10 +111,13 @@ def score_shard(ctx: WorkerContext, job_id: str, index: int, total: int) -> bool
     box_scores: dict[int, float] = {}
     image_scores: dict[int, float] = {}
     batch = outputs.batch(len(ref.classes))
+    # box queries: only what the model believes (query_min_score); images are scored on all their boxes
+    queries = outputs.in_band(ref.settings.query_min_score) if ref.settings.unit == "box" else outputs
     if strategy.whole_pool:
-        _save_features(ctx, ref, index, work, outputs)
+        _save_features(ctx, ref, index, work, queries)
     else:
-        box_scores = dict(zip(outputs.box_ids, strategy.score_boxes(batch).tolist(), strict=True))
+        candidates = queries.batch(len(ref.classes))
+        box_scores = dict(zip(queries.box_ids, strategy.score_boxes(candidates).tolist(), strict=True))
         if ref.settings.unit == "image":
             pool = np.asarray([p.image.id for p in work if not p.image.fully_labeled], dtype=np.int64)
             image_scores = dict(zip(pool.tolist(), strategy.score_images(pool, batch).tolist(), strict=True))
@@ -149,7 +173,7 @@ def _predict_new(ctx: WorkerContext, ref: RoundRef, images: list[PoolImage], out
             )
             for box_id, i in zip(new_ids, kept, strict=True):
                 feature = None if found.features is None else found.features[i]
-                out.add_box(box_id, image.image.id, found.probs[i], feature)
+                out.add_box(box_id, image.image.id, float(found.scores[i]), found.probs[i], feature)
             out.image_features[image.image.id] = found.image_feature.numpy()
 
 
@@ -184,7 +208,7 @@ def _rescore_fixed(
         features = view.features if view.features is not None else [None] * len(own)
         for box, probs, feature in zip(own, view.probs, features, strict=True):
             if box.status == "unlabeled":
-                out.add_box(box.id, image.image.id, probs, feature)
+                out.add_box(box.id, image.image.id, float(probs[box.label]), probs, feature)
             elif feature is not None:
                 out.centre_features.append(feature.numpy())
         out.image_features.setdefault(image.image.id, view.image_feature.numpy())

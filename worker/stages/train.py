@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -41,9 +42,16 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
             images=settings.training_images,
         )
     noisy_from = "first predictions"
-    if settings.noisy_targets == "refreshed":
+    if settings.noisy_targets in ("refreshed", "pseudo"):
         records, noisy_from = _refreshed(ctx, ref, records)
-    records = [with_noisy_mode(r, settings.noisy, settings.lambda_d) for r in records]
+    records = [
+        with_noisy_mode(
+            r if r.complete else replace(r, unknown_background=settings.unknown_background),
+            settings.noisy,
+            settings.lambda_d,
+        )
+        for r in records
+    ]
     config = EngineConfig.from_settings(
         settings, len(ref.classes), mixed_precision=ctx.settings.mixed_precision
     )
@@ -120,13 +128,22 @@ def _refreshed(
     with ctx.db.transaction(write=False) as session:
         current = results.previous_model(session, ref.project_id, ref.number)
     partial = [r for r in records if not r.complete]
-    if current is None or not partial:
-        return records, "first predictions"
     settings = ref.settings
+    pseudo = settings.noisy_targets == "pseudo"
+    if current is None or not partial:
+        if pseudo:  # no model to take pseudo-labels from: the first predictions are not confident enough
+            return [r if r.complete else replace(r, boxes=r.labeled) for r in records], "no model yet"
+        return records, "first predictions"
     found = predict(ctx.detector(current), [r.path for r in partial], settings.t_d)
+    confidence = settings.pseudo_label_score if pseudo else settings.refresh_confidence
     fresh = {
         id(r): refresh(
-            r, f, t_d=settings.t_d, confidence=settings.refresh_confidence, lambda_d=settings.lambda_d
+            r,
+            f,
+            t_d=settings.t_d,
+            confidence=confidence,
+            lambda_d=settings.lambda_d,
+            uncertain="unknown" if pseudo else "ignore",
         )
         for r, f in zip(partial, found, strict=True)
     }

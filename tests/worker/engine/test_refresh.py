@@ -49,3 +49,26 @@ def test_refresh_drops_what_is_answered_keeps_one_class_per_object_and_ignores_t
     # with nothing found, the noisy targets go and the labels stay
     empty = refresh(record, _detections([]), t_d=0.05, confidence=0.5, lambda_d=0.5)
     assert [b.box_id for b in empty.boxes] == [1] and empty.ignore == []
+
+
+def test_pseudo_labels_are_the_confident_predictions_off_every_answer_and_the_rest_is_unknown() -> None:
+    """noisy_targets pseudo: at or above the confidence (0.9) and overlapping no answer at IoU 0.4 a
+    prediction trains as a target; one on an answer does not; the uncertain ones are neither targets nor
+    ignore regions (the unknown background decides what they train as)."""
+    record = TrainingImage(
+        "x.png", [TargetBox([0.0, 0, 10, 10], 0, box_id=1)], negatives=[[40.0, 0, 50, 10]]
+    )
+    found = _detections(
+        [
+            ([20.0, 0, 30, 10], 1, 0.93),  # confident, nobody answered there: a pseudo-label
+            ([2.0, 0, 12, 10], 2, 0.97),  # confident, but on the label (IoU 0.67): dropped
+            ([43.0, 0, 53, 10], 0, 0.95),  # confident, on the background answer (IoU 0.54): dropped
+            ([60.0, 0, 70, 10], 0, 0.6),  # not confident enough: unknown
+        ]
+    )
+    fresh = refresh(record, found, t_d=0.05, confidence=0.9, lambda_d=1.0, uncertain="unknown")
+    assert [(b.bbox, b.label, b.noisy, b.weight) for b in fresh.boxes] == [
+        ([0.0, 0, 10, 10], 0, False, 1.0),
+        ([20.0, 0, 30, 10], 1, True, 1.0),
+    ]
+    assert fresh.ignore == [] and fresh.negatives == record.negatives

@@ -248,3 +248,63 @@ def test_a_failed_evaluation_is_visible_on_its_open_round(client, ctx, scenes, d
         jobs.job_failed(session, job_id, "evaluating: something broke")
     last = client.get(f"/v1/projects/{pid}/rounds").json()["items"][-1]
     assert last["state"] == "open" and last["error"] == "evaluating: something broke"  # it still serves
+
+
+def test_a_box_below_the_query_band_is_never_served(client, ctx, scenes) -> None:
+    """query_min_score: only the current model's confident predictions are box queries; the rest stay in
+    the pool unqueried (and image queries, once box queries run out, still see every box)."""
+    pid = _project(client, scenes, name="band", round_size=1000, pool_policy="refresh")
+    _run_round(ctx, _start(ctx, pid))
+    with ctx.db.transaction(write=False) as session:
+        scores = sorted(
+            session.scalars(select(Box.score).where(Box.status == "unlabeled", Box.source == "predicted"))
+        )
+    band = scores[len(scores) // 2]  # half the pool's predictions above the band, half below
+    assert 0 < band < 1 and scores[0] < band
+    patched = client.patch(f"/v1/projects/{pid}", json={"settings": {"query_min_score": band}})
+    assert patched.status_code == 200
+    _run_round(ctx, _start(ctx, pid))  # round 2 re-predicts the pool and ranks only the band
+    served: list[dict] = []
+    while batch := client.post(f"/v1/projects/{pid}/queries", json={"k": 100, "annotator": "b"}).json()[
+        "queries"
+    ]:
+        served += batch
+        if batch[-1]["unit"] == "image":
+            break
+    boxes = [q for q in served if q["unit"] == "box"]
+    low = [(q["box_id"], q["score"], q["round"]) for q in boxes if q["score"] < band - 1e-6]
+    assert boxes and not low, (band, low[:5], len(boxes))
+    with ctx.db.transaction(write=False) as session:
+        below = session.scalar(
+            select(func.count()).where(
+                Box.project_id == pid, Box.status == "unlabeled", Box.round_predicted == 2, Box.score < band
+            )
+        )
+    assert below > 0  # they exist, and were never served
+
+
+def test_a_query_band_above_the_pseudo_label_score_is_refused_naming_both(client) -> None:
+    project = client.post(
+        "/v1/projects",
+        json={
+            "name": "contradicts",
+            "classes": ["a"],
+            "settings": {"noisy_targets": "pseudo", "query_min_score": 0.95, "pseudo_label_score": 0.9},
+        },
+    )
+    assert project.status_code == 422
+    assert "query_min_score" in project.json()["detail"] and "pseudo_label_score" in project.json()["detail"]
+    made = client.post("/v1/projects", json={"name": "fine", "classes": ["a"]}).json()
+    before = client.get(f"/v1/projects/{made['id']}").json()
+    patch = {"settings": {"noisy_targets": "pseudo", "query_min_score": 0.95}}
+    assert client.patch(f"/v1/projects/{made['id']}", json=patch).status_code == 422
+    assert client.get(f"/v1/projects/{made['id']}").json() == before
+    d2 = client.post(
+        "/v1/projects",
+        json={
+            "name": "d2",
+            "classes": ["a"],
+            "settings": {"backend": "detectron2", "unknown_background": "soft"},
+        },
+    )
+    assert d2.status_code == 422 and "unknown_background" in d2.json()["detail"]
