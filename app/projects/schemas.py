@@ -248,6 +248,17 @@ class ProjectSettings(Strict):
         return self
 
     @model_validator(mode="after")
+    def _views_need_the_box_unit_on_torchvision(self) -> ProjectSettings:
+        if acquisition.REGISTRY[self.strategy].needs_views and (
+            self.unit != "box" or self.backend != "torchvision"
+        ):
+            raise ValueError(
+                f"strategy {self.strategy} scores boxes from the model's views of each image: it needs unit "
+                f"box and backend torchvision (got unit {self.unit}, backend {self.backend})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _box_features_need_faster_rcnn(self) -> ProjectSettings:
         strategy = acquisition.REGISTRY[self.strategy]
         if strategy.needs_box_features and self.unit == "box" and self.model.startswith("retinanet"):

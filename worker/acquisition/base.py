@@ -63,6 +63,8 @@ class Strategy(ABC):
     whole_pool: ClassVar[bool] = False
     #: at the box unit it needs box features, which RetinaNet does not have
     needs_box_features: ClassVar[bool] = False
+    #: it needs the model's detections on augmented views of each image (box unit; consistency.py)
+    needs_views: ClassVar[bool] = False
 
     def __init__(self, params: Params) -> None:
         self.params = params

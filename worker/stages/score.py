@@ -9,7 +9,7 @@ stage. Scores are staged per round and only served once the ranking is applied.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,10 @@ from app.rounds.results import PoolImage
 from formats.geometry import iou
 from worker import acquisition
 from worker.context import WorkerContext
+from worker.engine.data import load_image
 from worker.engine.detector import Detections
 from worker.engine.inference import predict, rescore
+from worker.engine.views import view_terms
 from worker.stages.job import RoundRef, Skip, load, running
 
 MATCH_IOU = 0.5  # pool policy refresh: a new prediction this close to an answered box is dropped
@@ -50,16 +52,24 @@ class ShardOutputs:
     box_ids: list[int] = field(default_factory=list)
     box_images: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # the model's confidence in the box, as labeled
+    bboxes: list[list[float]] = field(default_factory=list)
     probs: list[np.ndarray] = field(default_factory=list)
     features: list[np.ndarray] = field(default_factory=list)
     centre_features: list[np.ndarray] = field(default_factory=list)
     image_features: dict[int, np.ndarray] = field(default_factory=dict)
 
     def add_box(
-        self, box_id: int, image_id: int, score: float, probs: torch.Tensor, feature: torch.Tensor | None
+        self,
+        box_id: int,
+        image_id: int,
+        bbox: list[float],
+        score: float,
+        probs: torch.Tensor,
+        feature: torch.Tensor | None,
     ) -> None:
         self.box_ids.append(box_id)
         self.box_images.append(image_id)
+        self.bboxes.append(bbox)
         self.scores.append(score)
         self.probs.append(probs.numpy())
         if feature is not None:
@@ -76,6 +86,7 @@ class ShardOutputs:
             box_ids=[self.box_ids[i] for i in keep],
             box_images=[self.box_images[i] for i in keep],
             scores=[self.scores[i] for i in keep],
+            bboxes=[self.bboxes[i] for i in keep],
             probs=[self.probs[i] for i in keep],
             features=[self.features[i] for i in keep] if self.features else [],
             centre_features=self.centre_features,
@@ -102,7 +113,8 @@ def score_shard(ctx: WorkerContext, job_id: str, index: int, total: int) -> bool
         shard = results.pool_shard(session, ref.project_id, index, total)
     running(ctx, job_id, "scoring")
     strategy = ref.strategy()
-    centres = strategy.whole_pool and ref.settings.unit == "box"  # labeled boxes' features needed
+    # labeled boxes' features needed (core-set's centres)
+    centres = strategy.whole_pool and not strategy.needs_views and ref.settings.unit == "box"
     work = [p for p in shard if _needs_model(ref, p, strategy)]
     outputs = ShardOutputs()
     _predict_new(ctx, ref, [p for p in work if _predicts(ref, p)], outputs)
@@ -114,6 +126,8 @@ def score_shard(ctx: WorkerContext, job_id: str, index: int, total: int) -> bool
     # box queries: only what the model believes (query_min_score); images are scored on all their boxes
     queries = outputs.in_band(ref.settings.query_min_score) if ref.settings.unit == "box" else outputs
     if strategy.whole_pool:
+        if strategy.needs_views:  # its "features" are each candidate's disagreement across views
+            queries = _view_terms(ctx, ref, work, queries)
         _save_features(ctx, ref, index, work, queries)
     else:
         candidates = queries.batch(len(ref.classes))
@@ -124,6 +138,20 @@ def score_shard(ctx: WorkerContext, job_id: str, index: int, total: int) -> bool
     if ref.settings.unit == "box":
         image_scores = _fallback_scores(ref, shard, batch)
     return _finish_shard(ctx, ref, index, total, len(shard), box_scores, image_scores)
+
+
+def _view_terms(ctx: WorkerContext, ref: RoundRef, work: list[PoolImage], out: ShardOutputs) -> ShardOutputs:
+    """``out`` with each candidate box's consistency terms (worker/engine/views.py) as its features."""
+    assert ref.model_version is not None
+    detector = ctx.detector(ref.model_version)
+    paths = {p.image.id: p.image.path for p in work}
+    rows = np.zeros((len(out.box_ids), 2), dtype=np.float32)
+    for image_id in sorted(set(out.box_images)):
+        mine = [i for i, owner in enumerate(out.box_images) if owner == image_id]
+        boxes = torch.tensor([out.bboxes[i] for i in mine], dtype=torch.float32).reshape(-1, 4)
+        probs = torch.from_numpy(np.stack([out.probs[i] for i in mine]))
+        rows[mine] = view_terms(detector, load_image(paths[image_id]), boxes, probs, ref.settings.t_d)
+    return replace(out, features=list(rows), centre_features=[])
 
 
 def _fallback_scores(ref: RoundRef, shard: list[PoolImage], batch: acquisition.BoxBatch) -> dict[int, float]:
@@ -173,7 +201,8 @@ def _predict_new(ctx: WorkerContext, ref: RoundRef, images: list[PoolImage], out
             )
             for box_id, i in zip(new_ids, kept, strict=True):
                 feature = None if found.features is None else found.features[i]
-                out.add_box(box_id, image.image.id, float(found.scores[i]), found.probs[i], feature)
+                box = found.boxes[i].tolist()
+                out.add_box(box_id, image.image.id, box, float(found.scores[i]), found.probs[i], feature)
             out.image_features[image.image.id] = found.image_feature.numpy()
 
 
@@ -208,7 +237,7 @@ def _rescore_fixed(
         features = view.features if view.features is not None else [None] * len(own)
         for box, probs, feature in zip(own, view.probs, features, strict=True):
             if box.status == "unlabeled":
-                out.add_box(box.id, image.image.id, float(probs[box.label]), probs, feature)
+                out.add_box(box.id, image.image.id, box.bbox, float(probs[box.label]), probs, feature)
             elif feature is not None:
                 out.centre_features.append(feature.numpy())
         out.image_features.setdefault(image.image.id, view.image_feature.numpy())

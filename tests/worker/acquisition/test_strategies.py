@@ -117,6 +117,7 @@ def test_every_registered_strategy_is_documented_and_unknown_names_fail() -> Non
         "entropy",
         "margin",
         "coreset",
+        "consistency",
     }
     with pytest.raises(ValueError, match="unknown strategy"):
         score("bald", ids=np.arange(3))

@@ -308,3 +308,14 @@ def test_a_query_band_above_the_pseudo_label_score_is_refused_naming_both(client
         },
     )
     assert d2.status_code == 422 and "unknown_background" in d2.json()["detail"]
+
+
+def test_consistency_ranks_the_pool_from_the_models_views(client, ctx, scenes) -> None:
+    pid = _project(client, scenes, name="views", strategy="consistency", pool_policy="refresh")
+    _run_round(ctx, _start(ctx, pid))
+    queries = client.post(f"/v1/projects/{pid}/queries", json={"k": 30, "annotator": "v"}).json()["queries"]
+    scores = [q["informativeness"] for q in queries]
+    assert queries and all(q["unit"] == "box" for q in queries)
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores) and scores[0] > 0
+    refused = client.patch(f"/v1/projects/{pid}", json={"settings": {"unit": "image"}})
+    assert refused.status_code == 422 and "consistency" in refused.json()["detail"]
