@@ -3,8 +3,11 @@
 A box query is matched to the ground-truth box of its image with the highest IoU. If that object was
 already obtained the answer is ``duplicate``; else IoU >= ``accept_iou`` (0.7) with the right class is
 ``accept`` (a correct prediction is confirmed, 1.6 s, not redrawn), IoU >= 0.5 is ``adjust`` to that box's
-coordinates and class. Otherwise ``background``, coordinates unchanged. An image query is answered with every
-ground-truth box of the image (``label_all``). Each answer carries ``duration_ms`` from a cost model.
+coordinates and class. Otherwise ``background``, coordinates unchanged. An image query is answered with
+every ground-truth box of the image (``label_all``). A review query (an image with the model's confident
+boxes drawn) is answered box by box as a box query would be, a box on an object already obtained (or
+already taken by an earlier box of the same review) deleted as background, and every object still missing
+drawn (``review``). Each answer carries ``duration_ms`` from a cost model.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Oracle:
         external_id = query["image"]["external_id"]
         objects = self.truth.get(external_id, [])
         taken = self.obtained.setdefault(external_id, set())
+        if query["unit"] == "review":
+            return self._review(query, objects, taken)
         if query["unit"] == "image":
             new = [i for i in range(len(objects)) if i not in taken]
             taken.update(new)
@@ -76,3 +81,31 @@ class Oracle:
             }
         answer["duration_ms"] = round(1000 * self.cost.box(action))
         return answer
+
+    def _review(self, query: dict[str, Any], objects: list[GroundTruth], taken: set[int]) -> dict[str, Any]:
+        reviewed: list[dict[str, Any]] = []
+        seconds = self.cost.image_base_s
+        for prediction in query.get("predictions") or []:
+            free = [i for i in range(len(objects)) if i not in taken]
+            overlaps = {i: iou(objects[i].bbox, prediction["bbox"]) for i in free}
+            best = max(free, key=lambda i: overlaps[i], default=None)
+            verdict: dict[str, Any] = {"box_id": prediction["box_id"], "action": "background"}
+            if best is not None and overlaps[best] >= MATCH_IOU:
+                taken.add(best)
+                right = prediction.get("label") == objects[best].label
+                if self.accept_iou is not None and overlaps[best] >= self.accept_iou and right:
+                    verdict["action"] = "accept"
+                else:
+                    verdict.update(action="adjust", bbox=objects[best].bbox, label=objects[best].label)
+            seconds += self.cost.box(verdict["action"])
+            reviewed.append(verdict)
+        missing = [i for i in range(len(objects)) if i not in taken]
+        taken.update(missing)
+        seconds += self.cost.image_per_box_s * len(missing)
+        return {
+            "query_id": query["query_id"],
+            "action": "review",
+            "reviewed": reviewed,
+            "boxes": [{"bbox": objects[i].bbox, "label": objects[i].label} for i in missing],
+            "duration_ms": round(1000 * seconds),
+        }

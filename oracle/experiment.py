@@ -318,7 +318,7 @@ class Runner:
         The lease names no unit, so a box arm whose box queries run out is served image queries, as any
         client would be. Near the end of a boxes budget, leases get smaller (an image query at a time)
         so that no round overshoots its budget by much."""
-        answered, whole_images = 0, arm.unit == "image"
+        answered, whole_images = 0, arm.unit != "box"  # image and review queries
         while True:
             project = self.client.project(pid)
             size = project["settings"]["round_size"]
@@ -328,7 +328,7 @@ class Runner:
             queries = self.client.lease(pid, k, "oracle")
             if not queries:
                 break
-            if boxes and any(q["unit"] == "image" for q in queries):
+            if boxes and any(q["unit"] != "box" for q in queries):
                 whole_images = True  # each obtains many boxes at once: one at a time from now on
                 for extra in queries[1:]:
                     self.client.release(pid, extra["query_id"])

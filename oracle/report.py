@@ -185,7 +185,7 @@ def level_table(
         a for a in arms if {r["seed"] for r in reached if r["arm"] == a and r["axis"] == axis} == seeds
     ]
     box_arms = [a for a in complete if _unit(rows, a) == "box"]
-    image_arms = [a for a in complete if _unit(rows, a) == "image"]
+    image_arms = [a for a in complete if _unit(rows, a) in ("image", "review")]  # whole-image queries
     lines = [
         "| level | "
         + " | ".join(_header(rows, a) for a in arms)

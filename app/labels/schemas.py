@@ -16,17 +16,40 @@ class DrawnBox(Strict):
     label: ClassName
 
 
+class ReviewedBox(Strict):
+    box_id: int = Field(ge=1, le=MAX_ID, description="one of the review query's predictions")
+    action: Literal["accept", "adjust", "background"] = Field(
+        description="accept: it fits its object as drawn; adjust: fixed to bbox and label; background: "
+        "deleted, no object there (or a second box on one)"
+    )
+    bbox: BBox | None = Field(None, description="adjust only")
+    label: ClassName | None = Field(None, description="adjust only: one of the project's classes")
+
+    @model_validator(mode="after")
+    def _fields_fit_action(self) -> ReviewedBox:
+        if (self.action == "adjust") != (self.bbox is not None and self.label is not None):
+            raise ValueError("adjust needs bbox and label; accept and background take neither")
+        if self.action != "adjust" and (self.bbox is not None or self.label is not None):
+            raise ValueError(f"{self.action} takes no bbox or label")
+        return self
+
+
 class LabelIn(Strict):
     query_id: int = Field(ge=1, le=MAX_ID)
-    action: Literal["accept", "adjust", "background", "duplicate", "label_all"] = Field(
+    action: Literal["accept", "adjust", "background", "duplicate", "label_all", "review"] = Field(
         description="box queries: accept (as predicted), adjust (bbox and label), background, duplicate; "
-        "image queries: label_all (boxes: every object on the image, possibly none)"
+        "image queries: label_all (boxes: every object on the image, possibly none); review queries: "
+        "review (reviewed: each drawn prediction accepted, adjusted or deleted; boxes: the objects it "
+        "missed, possibly none)"
     )
     bbox: BBox | None = Field(
         None, description="adjust only: [x1, y1, x2, y2] in pixels, x1 < x2 and y1 < y2, inside the image"
     )
     label: ClassName | None = Field(None, description="adjust only: one of the project's classes")
     boxes: list[DrawnBox] | None = Field(None, max_length=10_000)
+    reviewed: list[ReviewedBox] | None = Field(
+        None, max_length=10_000, description="review only: a verdict on each prediction drawn"
+    )
     duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000, description="time the annotator spent")
 
     @model_validator(mode="after")
@@ -34,16 +57,20 @@ class LabelIn(Strict):
         if self.action == "adjust":
             if self.bbox is None or self.label is None:
                 raise ValueError("adjust needs bbox and label")
-        elif self.action == "label_all":
+        elif self.action in ("label_all", "review"):
             if self.boxes is None:
-                raise ValueError("label_all needs boxes (an empty list if the image has no objects)")
+                raise ValueError(f"{self.action} needs boxes (an empty list if nothing is missing)")
             if self.bbox is not None or self.label is not None:
-                raise ValueError("label_all takes boxes, not bbox/label")
+                raise ValueError(f"{self.action} takes boxes, not bbox/label")
         else:
             if self.bbox is not None or self.label is not None:
                 raise ValueError(f"{self.action} takes no bbox or label; use adjust to change the box")
-        if self.action != "label_all" and self.boxes is not None:
-            raise ValueError(f"{self.action} takes no boxes; boxes belong to label_all on image queries")
+        if self.action not in ("label_all", "review") and self.boxes is not None:
+            raise ValueError(f"{self.action} takes no boxes; boxes belong to label_all and review")
+        if (self.action == "review") != (self.reviewed is not None):
+            raise ValueError("review needs reviewed (a verdict per prediction drawn); only review takes it")
+        if self.reviewed is not None and len({r.box_id for r in self.reviewed}) != len(self.reviewed):
+            raise ValueError("reviewed names a box twice")
         return self
 
     def fingerprint(self) -> dict:
@@ -53,6 +80,7 @@ class LabelIn(Strict):
             "bbox": self.bbox,
             "label": self.label,
             "boxes": [[*b.bbox, b.label] for b in self.boxes] if self.boxes is not None else None,
+            "reviewed": [r.model_dump() for r in self.reviewed] if self.reviewed is not None else None,
         }
 
 

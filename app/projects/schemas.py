@@ -40,8 +40,11 @@ ClassName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 class ProjectSettings(Strict):
     """How a project queries, trains and serves. Defaults follow the paper where it gives one."""
 
-    unit: Literal["box", "image"] = Field(
-        "box", description="what one query asks for: a box or a whole image"
+    unit: Literal["box", "image", "review"] = Field(
+        "box",
+        description="what one query asks for: a box, a whole image drawn from scratch, or an image review "
+        "(a whole image with the model's confident boxes drawn, each accepted, fixed or deleted, and the "
+        "missing objects drawn: how teams on Label Studio and CVAT label with a model today)",
     )
     strategy: StrategyName = Field(
         "least_confidence",
@@ -113,6 +116,13 @@ class ProjectSettings(Strict):
         "background, each weighted by the model's own background probability for it (Soft Teacher), "
         "without gradient through the weight; ignore: no loss. Fully labeled images are unchanged. "
         "torchvision backend",
+    )
+    review_min_score: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="review unit: the model's predictions scoring at least this are drawn on the image for "
+        "the annotator to accept, fix or delete",
     )
     query_min_score: float = Field(
         0.0,
@@ -201,6 +211,11 @@ class ProjectSettings(Strict):
     )
     lease_ttl_s: int = Field(600, ge=5, le=7 * 24 * 3600, description="a lease not answered by then expires")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed: random strategy, training, seeding")
+
+    @property
+    def whole_images(self) -> bool:
+        """Queries ask for whole images (the image and review units): images are ranked, not boxes."""
+        return self.unit != "box"
 
     @field_validator("model", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ Annotator = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 class LeaseIn(Strict):
     k: int | None = Field(None, ge=1, description="how many queries; default: the project's k setting")
     annotator: Annotator = Field(description="who will answer; every answer is logged under this name")
-    unit: Literal["box", "image"] | None = Field(None, description="default: the project's unit")
+    unit: Literal["box", "image", "review"] | None = Field(None, description="default: the project's unit")
 
 
 class QueryImage(BaseModel):
@@ -25,6 +25,7 @@ class QueryImage(BaseModel):
 
 
 class Hint(BaseModel):
+    box_id: int | None = Field(None, description="the predicted box (review: name it in the answer)")
     bbox: list[float]
     label: str
     score: float | None
@@ -32,7 +33,7 @@ class Hint(BaseModel):
 
 class QueryOut(BaseModel):
     query_id: int
-    unit: Literal["box", "image"]
+    unit: Literal["box", "image", "review"]
     box_id: int | None = None
     image_id: int
     image: QueryImage
@@ -42,7 +43,11 @@ class QueryOut(BaseModel):
     informativeness: float | None = None
     round: int
     expires_at: datetime
-    predictions: list[Hint] | None = Field(None, description="image unit: the model's boxes on the image")
+    predictions: list[Hint] | None = Field(
+        None,
+        description="image unit: the model's boxes on the image; review: those to review (score at least "
+        "review_min_score), each to be accepted, fixed or deleted in the answer",
+    )
 
 
 class LeaseOut(BaseModel):

@@ -11,7 +11,7 @@ A lease expires after the project's ``lease_ttl_s``; the box then returns to the
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -51,10 +51,15 @@ def lease(
     if unit is None:  # the project decides: its unit, image queries while seeding or once boxes run out
         unit = "image" if _seeding(session, project) else config.unit
         fallback = unit == "box" and project.serving_round > 0
-    if unit == "image":
+    if unit in ("image", "review"):
         if _seeding(session, project):
             k = min(k, _seed_images_left(session, project, now))
-        return _lease_images(session, project, k, annotator, now, expires_at) if k > 0 else []
+        if k <= 0:
+            return []
+        review = unit == "review" and not _seeding(session, project)  # the seed set is drawn from scratch
+        return _lease_images(
+            session, project, k, annotator, now, expires_at, unit="review" if review else "image"
+        )
     queries = _lease_boxes(session, project, k, annotator, now, expires_at)
     if fallback and len(queries) < k:  # no dead end: the round goes on with whole images
         queries += _lease_images(session, project, k - len(queries), annotator, now, expires_at)
@@ -146,13 +151,15 @@ def _claim(
     annotator: str,
     now: datetime,
     expires_at: datetime,
+    unit: str | None = None,
 ) -> list[Query]:
-    """Lease each of the locked, free ``rows`` (of ``model``) to a new query."""
+    """Lease each of the locked, free ``rows`` (of ``model``) to a new query (of ``unit``: image rows are
+    image or review queries)."""
     boxes = model is Box
     queries = [
         Query(
             project_id=project.id,
-            unit="box" if boxes else "image",
+            unit=unit or ("box" if boxes else "image"),
             box_id=row.id if boxes else None,
             image_id=row.image_id if boxes else row.id,
             annotator=annotator,
@@ -204,10 +211,16 @@ def _lease_boxes(
 
 
 def _lease_images(
-    session: Session, project: Project, k: int, annotator: str, now: datetime, expires_at: datetime
+    session: Session,
+    project: Project,
+    k: int,
+    annotator: str,
+    now: datetime,
+    expires_at: datetime,
+    unit: Literal["image", "review"] = "image",
 ) -> list[QueryOut]:
     images = list(session.scalars(_queue_walk(session, project, Image, IMAGE_QUEUE_WHERE, k, now)))
-    queries = _claim(session, project, Image, images, annotator, now, expires_at)
+    queries = _claim(session, project, Image, images, annotator, now, expires_at, unit=unit)
     claimed = list(zip(images, queries, strict=True))
     hints: dict[int, list[Hint]] = {image.id: [] for image, _ in claimed}
     if not hints:
@@ -217,12 +230,16 @@ def _lease_images(
         .where(Box.image_id.in_(list(hints)), Box.status == "unlabeled", Box.source == "predicted")
         .order_by(Box.score.desc())
     )
+    if unit == "review":  # what the annotator reviews: the model's confident boxes
+        predicted = predicted.where(Box.score >= project_settings(project).review_min_score)
     for box in session.scalars(predicted):
-        hints[box.image_id].append(Hint(bbox=box.bbox, label=project.classes[box.label], score=box.score))
+        hints[box.image_id].append(
+            Hint(box_id=box.id, bbox=box.bbox, label=project.classes[box.label], score=box.score)
+        )
     return [
         QueryOut(
             query_id=query.id,
-            unit="image",
+            unit=unit,
             image_id=image.id,
             image=_query_image(image),
             informativeness=image.informativeness,

@@ -283,3 +283,72 @@ def test_round_size_answers_close_the_round(client, database, tmp_path: Path) ->
     assert second.json()["round_started"] and second.json()["round"] == 1
     # answers keep being taken while the next round trains
     assert _label(client, pid, {"query_id": queries[3]["query_id"], "action": "accept"}).status_code == 200
+
+
+def test_image_review_records_each_action_and_counts_on_every_axis(client, database, tmp_path: Path) -> None:
+    """unit review: an image arrives with the model's confident boxes; the answer accepts, fixes or deletes
+    each and draws the missing objects, in one event whose seconds the round counts."""
+    project, box_ids = _pool(client, database, tmp_path, per_image=3, images=2, unit="review")
+    pid = project["id"]
+    with database.transaction() as session:  # a prediction below review_min_score (0.5) is not drawn
+        session.execute(update(Box).where(Box.id.in_(box_ids[2::3])).values(score=0.3))
+    initial = register_images(client, pid, tmp_path / "init", 1, prefix="i")  # a round needs a labeled set
+    import_coco(client, pid, coco_for(initial, {}, ["cat", "dog"]))
+    (q,) = _lease(client, pid, 1)
+    assert q["unit"] == "review" and q["box_id"] is None
+    drawn = q["predictions"]
+    assert len(drawn) == 2 and all(p["score"] >= 0.5 and p["box_id"] in box_ids for p in drawn)
+    before = db_state(database)
+    other_image = next(b for b in box_ids if b not in {p["box_id"] for p in drawn} and b not in box_ids[2::3])
+    bad = [
+        ({"action": "review", "boxes": [], "reviewed": [{"box_id": other_image, "action": "accept"}]}, 422),
+        ({"action": "label_all", "boxes": []}, 422),  # a review query is answered with review
+        ({"action": "review", "boxes": []}, 422),  # no verdicts
+        (
+            {
+                "action": "review",
+                "boxes": [],
+                "reviewed": [{"box_id": drawn[0]["box_id"], "action": "accept"}] * 2,
+            },
+            422,
+        ),
+        # adjust without the box it was fixed to
+        ({"action": "review", "boxes": [], "reviewed": [{"box_id": drawn[0]["box_id"], "action": "adjust"}]},
+         422),
+    ]
+    for body, status in bad:
+        response = _label(client, pid, {"query_id": q["query_id"], **body})
+        assert response.status_code == status, (body, response.text)
+    assert db_state(database) == before
+    answer = {
+        "query_id": q["query_id"],
+        "action": "review",
+        "reviewed": [
+            {"box_id": drawn[0]["box_id"], "action": "accept"},
+            {"box_id": drawn[1]["box_id"], "action": "adjust", "bbox": [8.0, 2, 14, 21], "label": "cat"},
+        ],
+        "boxes": [{"bbox": [40, 30, 60, 45], "label": "dog"}],
+        "duration_ms": 11_200,  # 1.0 s + 1.6 accept + 7.0 fix ... as the annotator took it
+    }
+    response = _label(client, pid, answer)
+    assert response.status_code == 200, response.text
+    result = response.json()["labels"][0]
+    assert result["box_ids"][:2] == [drawn[0]["box_id"], drawn[1]["box_id"]] and len(result["box_ids"]) == 3
+    assert len(result["resolved_box_ids"]) == 1  # the low-score prediction nobody was shown
+    assert _label(client, pid, answer).json()["labels"][0]["status"] == "already_recorded"
+    image = client.get(f"/v1/projects/{pid}/images/{q['image_id']}").json()
+    assert image["fully_labeled"]
+    by_id = {b["id"]: b for b in image["boxes"]}
+    kept, fixed = by_id[drawn[0]["box_id"]], by_id[drawn[1]["box_id"]]
+    assert kept["status"] == "labeled" and kept["bbox"] == drawn[0]["bbox"]
+    assert fixed["bbox"] == [8.0, 2.0, 14.0, 21.0] and fixed["label"] == "cat"
+    events = client.get(f"/v1/projects/{pid}/labels").json()["items"]
+    review = [e for e in events if e["action"] == "review"]
+    assert len(review) == 1 and review[0]["duration_ms"] == 11_200
+    project_now = client.get(f"/v1/projects/{pid}").json()
+    assert (project_now["answers_this_round"], project_now["boxes_this_round"]) == (1, 3)
+    started = client.post(f"/v1/projects/{pid}/rounds")
+    assert started.status_code == 202, started.text
+    latest = client.get(f"/v1/projects/{pid}/rounds").json()["items"][-1]
+    assert (latest["queries_answered"], latest["seconds"]) == (1, 11.2)
+    assert latest["boxes_obtained"] == 3  # accepted, fixed, drawn (the initial image has none)

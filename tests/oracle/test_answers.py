@@ -71,3 +71,31 @@ def test_a_right_class_box_at_iou_07_is_accepted_and_a_looser_one_adjusted() -> 
     assert other["action"] == "adjust" and other["label"] == "cat"
     never = Oracle({"a": [CAT]}, accept_iou=None).answer({**_query([0.0, 0.0, 10.0, 8.0]), "label": "cat"})
     assert never["action"] == "adjust"  # the oracle of the runs before accept existed
+
+
+def test_an_image_review_is_answered_box_by_box_then_the_missing_objects_drawn_each_costed() -> None:
+    bird = GroundTruth([40.0, 0.0, 50.0, 10.0], "bird")
+    oracle = Oracle({"a": [CAT, DOG, bird]})
+    query = {
+        "query_id": 9,
+        "unit": "review",
+        "image": {"external_id": "a"},
+        "predictions": [
+            {"box_id": 1, "bbox": [0.0, 0.0, 10.0, 8.0], "label": "cat"},  # IoU 0.8, right class: keep
+            {"box_id": 2, "bbox": [20.0, 0.0, 26.0, 10.0], "label": "dog"},  # IoU 0.6: fix it
+            {"box_id": 3, "bbox": [0.0, 1.0, 10.0, 9.0], "label": "cat"},  # the cat again: delete
+            {"box_id": 4, "bbox": [70.0, 0.0, 80.0, 10.0], "label": "dog"},  # nothing there: delete
+        ],
+    }
+    answer = oracle.answer(query)
+    assert answer["action"] == "review"
+    assert answer["reviewed"] == [
+        {"box_id": 1, "action": "accept"},
+        {"box_id": 2, "action": "adjust", "bbox": DOG.bbox, "label": "dog"},
+        {"box_id": 3, "action": "background"},
+        {"box_id": 4, "action": "background"},
+    ]
+    assert answer["boxes"] == [{"bbox": bird.bbox, "label": "bird"}]  # the one it missed, drawn
+    # 1.0 s for the image + 1.6 keep + 7.0 fix + 1.6 + 1.6 deletes + 7.0 drawing the bird
+    assert answer["duration_ms"] == 19_800
+    assert oracle.obtained["a"] == {0, 1, 2}

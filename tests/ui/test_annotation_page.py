@@ -286,3 +286,66 @@ def test_the_page_shows_the_latest_round_per_class_quality(client, database, wor
         ]
         assert page.evaluate("() => window.pwned") is None
         browser.close()
+
+
+def test_an_image_review_through_the_page_keeps_fixes_and_deletes_the_models_boxes(
+    client, database, live_server, tmp_path
+) -> None:
+    """unit review: the page draws the model's boxes; one deleted, one relabeled, one left as it is, and
+    a missing object drawn, are recorded as background, adjust, accept and a drawn box."""
+    from playwright.sync_api import sync_playwright
+
+    project = create_project(client, name="reviews", classes=["rbc", "wbc"], unit="review")
+    picture, candidates = _picture(tmp_path / "review.png")
+    image = client.post(
+        f"/v1/projects/{project['id']}/images", json={"images": [{"uri": f"file://{picture}"}]}
+    ).json()["images"][0]
+    with database.transaction() as session:
+        for x1, y1, x2, y2, score in candidates[:3]:
+            session.add(
+                Box(
+                    project_id=project["id"],
+                    image_id=image["id"],
+                    source="predicted",
+                    status="unlabeled",
+                    x1=x1,
+                    y1=y1,
+                    x2=x2,
+                    y2=y2,
+                    label=0,
+                    score=score,
+                )
+            )
+        _, token = create_token(session, "rev", "annotator", [project["id"]])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{live_server.url}/ui/")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_function("() => window.boxal.current && window.boxal.current.unit === 'review'")
+        shown = page.evaluate("() => window.boxal.boxes.map(b => [b.box_id, b.bbox])")
+        assert len(shown) == 3 and all(box_id for box_id, _ in shown)  # the model's boxes, drawn
+        page.keyboard.press("Delete")  # the first (selected) box: no object there
+        x1, y1, x2, y2 = shown[1][1]
+        page.mouse.click(*_screen(page, [(x1 + x2) / 2, (y1 + y2) / 2]))  # select the second
+        page.keyboard.press("2")  # it is a wbc: fixed
+        corner, far = _screen(page, [5, 200]), _screen(page, [35, 235])  # draw one it missed
+        page.mouse.move(*corner)
+        page.mouse.down()
+        page.mouse.move(*far, steps=5)
+        page.mouse.up()
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "() => document.getElementById('message').textContent.includes('review recorded')"
+        )
+        browser.close()
+    (event,) = client.get(f"/v1/projects/{project['id']}/labels").json()["items"]
+    assert event["action"] == "review" and event["annotator"] == "rev" and event["duration_ms"] >= 0
+    verdicts = {change["box_id"]: change for change in event["after"]["reviewed"]}
+    assert verdicts[shown[0][0]]["action"] == "background"
+    assert verdicts[shown[1][0]]["action"] == "adjust" and verdicts[shown[1][0]]["after"]["label"] == 1
+    assert verdicts[shown[2][0]]["action"] == "accept"
+    (drawn,) = event["after"]["boxes"]
+    assert abs(drawn["bbox"][0] - 5) < 2 and abs(drawn["bbox"][3] - 235) < 2
+    assert client.get(f"/v1/projects/{project['id']}/images/{image['id']}").json()["fully_labeled"]

@@ -132,7 +132,7 @@ def score_shard(ctx: WorkerContext, job_id: str, index: int, total: int) -> bool
     else:
         candidates = queries.batch(len(ref.classes))
         box_scores = dict(zip(queries.box_ids, strategy.score_boxes(candidates).tolist(), strict=True))
-        if ref.settings.unit == "image":
+        if ref.settings.whole_images:
             pool = np.asarray([p.image.id for p in work if not p.image.fully_labeled], dtype=np.int64)
             image_scores = dict(zip(pool.tolist(), strategy.score_images(pool, batch).tolist(), strict=True))
     if ref.settings.unit == "box":
@@ -182,7 +182,7 @@ def _predicts(ref: RoundRef, image: PoolImage) -> bool:
 def _needs_model(ref: RoundRef, image: PoolImage, strategy: acquisition.Strategy) -> bool:
     if _predicts(ref, image) or image.unlabeled:
         return True
-    return strategy.whole_pool and (bool(image.labeled) or ref.settings.unit == "image")
+    return strategy.whole_pool and (bool(image.labeled) or ref.settings.whole_images)
 
 
 def _predict_new(ctx: WorkerContext, ref: RoundRef, images: list[PoolImage], out: ShardOutputs) -> None:

@@ -16,7 +16,7 @@ const state = {
   image: null, // HTMLImageElement of the current query
   box: null, // box query: [x1, y1, x2, y2] in image pixels, as edited
   label: null,
-  boxes: [], // image query: [{bbox, label}]
+  boxes: [], // image query: [{bbox, label}]; review query: the model's boxes carry their box_id
   selected: -1,
   view: { x: 0, y: 0, scale: 1 }, // canvas = (image - [x, y]) * scale
   drag: null,
@@ -233,8 +233,15 @@ function show(query) {
     state.label = state.project.classes[0];
     $("class-picker").value = state.label;
     fitView(0, 0, query.image.width, query.image.height);
-    $("query-info").textContent = `image query · label every object · ${query.predictions?.length ?? 0} model ` +
-      `boxes shown dashed · round ${query.round} · image ${query.image.external_id}`;
+    if (query.unit === "review") {
+      useHints(); // the model's boxes, each to keep, fix (move it, change its class) or delete
+      $("query-info").textContent = `image review · keep, fix or delete each of the model's ` +
+        `${query.predictions?.length ?? 0} boxes and draw what is missing · round ${query.round} · ` +
+        `image ${query.image.external_id}`;
+    } else {
+      $("query-info").textContent = `image query · label every object · ${query.predictions?.length ?? 0} ` +
+        `model boxes shown dashed · round ${query.round} · image ${query.image.external_id}`;
+    }
   }
   say("");
   draw();
@@ -424,8 +431,19 @@ function acceptOrAdjust() {
 }
 
 function submitImage() {
-  if (state.current?.unit !== "image") return;
-  return answer({ action: "label_all", boxes: state.boxes.map((b) => ({ bbox: b.bbox, label: b.label })) });
+  const query = state.current;
+  if (!query || query.unit === "box") return;
+  const drawn = (boxes) => boxes.map((b) => ({ bbox: b.bbox, label: b.label }));
+  if (query.unit !== "review") return answer({ action: "label_all", boxes: drawn(state.boxes) });
+  // each of the model's boxes: still there as it was (accept), changed (adjust) or deleted (background)
+  const reviewed = (query.predictions || []).map((hint) => {
+    const kept = state.boxes.find((b) => b.box_id === hint.box_id);
+    if (!kept) return { box_id: hint.box_id, action: "background" };
+    const same = kept.label === hint.label && kept.bbox.every((v, i) => Math.abs(v - hint.bbox[i]) < 0.5);
+    return same ? { box_id: hint.box_id, action: "accept" }
+      : { box_id: hint.box_id, action: "adjust", bbox: kept.bbox, label: kept.label };
+  });
+  return answer({ action: "review", reviewed, boxes: drawn(state.boxes.filter((b) => b.box_id === undefined)) });
 }
 
 async function skip() {
@@ -439,7 +457,7 @@ async function skip() {
 function setLabel(name) {
   state.label = name;
   $("class-picker").value = name;
-  if (state.current?.unit === "image" && state.selected >= 0) state.boxes[state.selected].label = name;
+  if (state.current && state.current.unit !== "box" && state.selected >= 0) state.boxes[state.selected].label = name;
   draw();
 }
 
@@ -464,14 +482,14 @@ $("delete-box").addEventListener("click", deleteSelected);
 $("help-button").addEventListener("click", () => { $("help").hidden = !$("help").hidden; });
 
 function useHints() {
-  if (state.current?.unit !== "image") return;
-  state.boxes = (state.current.predictions || []).map((h) => ({ bbox: [...h.bbox], label: h.label }));
+  if (!state.current || state.current.unit === "box") return;
+  state.boxes = (state.current.predictions || []).map((h) => ({ bbox: [...h.bbox], label: h.label, box_id: h.box_id ?? undefined }));
   state.selected = state.boxes.length ? 0 : -1;
   draw();
 }
 
 function deleteSelected() {
-  if (state.current?.unit !== "image" || state.selected < 0) return;
+  if (!state.current || state.current.unit === "box" || state.selected < 0) return;
   state.boxes.splice(state.selected, 1);
   state.selected = -1;
   draw();
