@@ -239,6 +239,18 @@ def _answer_image(
     created = _drawn(session, project, query, image, item, class_index, now)
     after = {"boxes": [{"box_id": b.id, "bbox": b.bbox, "label": b.label} for b in created]}
     event = _event(project, query, None, "label_all", item, project.serving_round, None, after, now)
+    resolved = _complete(session, project, query, image, event, created)
+    return LabelResult(
+        query_id=query.id, status="recorded", event_id=event.id, box_ids=[b.id for b in created],
+        resolved_box_ids=resolved,
+    )  # fmt: skip
+
+
+def _complete(
+    session: Session, project: Project, query: Query, image: Image, event: LabelEvent, answered: list[Box]
+) -> list[int]:
+    """Record ``event`` completing ``image`` (an image or review answer): the image is fully labeled, the
+    ``answered`` boxes carry the event, and the predictions nobody answered are resolved (their ids)."""
     session.add(event)
     image.fully_labeled = True
     image.lease_query_id = None
@@ -248,17 +260,11 @@ def _answer_image(
     )
     session.flush()
     image.labeled_event_id = event.id
-    for box in created:
+    for box in answered:
         box.answer_event_id = event.id
     for other in derived:
         _stamp(session, other)
-    return LabelResult(
-        query_id=query.id,
-        status="recorded",
-        event_id=event.id,
-        box_ids=[b.id for b in created],
-        resolved_box_ids=[e.box_id for e in derived if e.box_id is not None],
-    )
+    return [e.box_id for e in derived if e.box_id is not None]
 
 
 def _drawn(
@@ -344,26 +350,13 @@ def _answer_review(
         "boxes": [{"box_id": b.id, "bbox": b.bbox, "label": b.label} for b in created],
     }
     event = _event(project, query, None, "review", item, project.serving_round, None, after, now)
-    session.add(event)
-    image.fully_labeled = True
-    image.lease_query_id = None
-    image.lease_expires_at = None
-    derived = resolve_predictions_on_complete_image(
-        session, image, annotator=query.annotator, round_number=project.serving_round, query_id=query.id
-    )
-    session.flush()
-    image.labeled_event_id = event.id
-    for box in [*touched, *created]:
-        box.answer_event_id = event.id
-    for other in derived:
-        _stamp(session, other)
+    resolved = _complete(session, project, query, image, event, [*touched, *created])
     return LabelResult(
         query_id=query.id,
         status="recorded",
         event_id=event.id,
         box_ids=[b.id for b in touched if b.status == "labeled"] + [b.id for b in created],
-        resolved_box_ids=[b.id for b in touched if b.status == "background"]
-        + [e.box_id for e in derived if e.box_id is not None],
+        resolved_box_ids=[b.id for b in touched if b.status == "background"] + resolved,
     )
 
 
