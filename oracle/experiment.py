@@ -70,6 +70,7 @@ class Experiment:
     full_tolerance: float = 0.02  # it stops after a round that raises its best mAP@0.5 by under this share
     cost: CostModel = field(default_factory=CostModel)
     accept_iou: float | None = ACCEPT_IOU  # the oracle accepts a right-class box at this IoU (None: never)
+    rule: str | None = None  # a pilot's rule for choosing its arm, written before it runs (pilot_choice)
 
     def arm_names(self) -> list[str]:
         """Every arm a run of this experiment records besides the initial model, in the order run."""

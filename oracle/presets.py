@@ -40,9 +40,47 @@ PILOT_ARMS = [
     Arm("box", "least_confidence", settings=REFRESHED, label="box/least_confidence+refreshed"),
     Arm("box", "object_uncertainty", settings=REFRESHED, label="box/object_uncertainty+refreshed"),
 ]
-# The pilot's choice (docs/results/bccd-pilot/, seed 7, chosen by the rule stated there before it ran: the
-# highest final mAP@0.5 at the equal box budget): least confidence over the classes and background.
+# The first pilot's choice (docs/results/bccd-pilot/, seed 7, chosen by the rule stated there before it ran:
+# the highest final mAP@0.5 at the equal box budget): least confidence over the classes and background.
 BEST_BOX = Arm("box", "least_confidence_bg")
+# The loop beyond the paper (after Lyu et al., CVPR 2023): candidates re-predicted by the current model every
+# round and served only from score 0.5, pseudo-labels from 0.9 recomputed every round, and the background
+# nobody looked at either weighted by the model's own belief (soft) or left out (ignore).
+NEW_LOOP = {
+    "pool_policy": "refresh",
+    "query_min_score": 0.5,
+    "noisy_targets": "pseudo",
+    "pseudo_label_score": 0.9,
+}
+
+
+def new_loop(strategy: str, background: str) -> Arm:
+    views = "+consistency" if strategy == "consistency" else ""
+    return Arm(
+        "box",
+        strategy,
+        settings={**NEW_LOOP, "unknown_background": background},
+        label=f"box/new-{background}{views}",
+    )
+
+
+REVIEW = Arm("review", "least_confidence", "mean", label="review/least_confidence")
+PILOT2_ARMS = [
+    PAPER_BOX,
+    new_loop("least_confidence_bg", "soft"),
+    new_loop("least_confidence_bg", "ignore"),
+    new_loop("consistency", "soft"),
+    new_loop("consistency", "ignore"),
+    Arm("image", "random"),
+    REVIEW,
+]
+# Written before the pilots ran (issue 33); oracle/report.py's pilot_choice applies it to their rows.
+PILOT_RULE = (
+    "the box arm with the highest mean mAP@0.5 over the rounds of queries (every round after the initial "
+    "model's), every arm obtaining 100 boxes and training 200 steps per round; box/paper is eligible (if "
+    "it wins, the paper's loop stays the choice); a tie within 0.005 goes to the arm whose answers took "
+    "fewer annotator seconds in all"
+)
 PRETRAINED_CPU = {
     "model": "faster_rcnn_mnv2_fpn_lite",
     "min_size": 320,
@@ -131,7 +169,9 @@ def _reviewed(
     seeds: list[int],
     rounds: int = 6,
     reference: bool = True,
+    control: bool | None = None,
     settings: dict[str, Any] | None = None,
+    rule: str | None = None,
 ) -> Experiment:
     """Equal compute per arm (steps per round), an equal box budget per round, the control and the fully
     supervised reference: what a reviewer asks of a box vs image comparison. ``settings``: the projects'
@@ -147,8 +187,9 @@ def _reviewed(
         settings=dict(settings or PRETRAINED_CPU),
         initial_settings={"iterations": 450},
         round_boxes=100,
-        control=reference,
+        control=reference if control is None else control,
         full_supervision=reference,
+        rule=rule,
         # the yardstick trains to convergence on its own schedule: the arms' 450 + 200 steps per round are
         # about three passes over Aquarium's pool, and left that reference below the 20-image initial model
         full_settings={"iterations": 1000},
@@ -217,8 +258,35 @@ PRESETS: dict[str, Preset] = {
     ),
     "bccd-pilot": Preset(
         "bccd-pilot",
-        "BCCD, seed 7 (no reported run uses it): five box arms, strategies x noisy targets, to choose the "
-        "box arm of the reviewed runs without choosing on their seeds",
+        "BCCD, seed 7 (no reported run uses it): the paper's box arm, the new loop's four "
+        "(least_confidence_bg or consistency x soft or ignored unknown background), image/random, image "
+        "review and the control, "
+        "to choose the box arm of the next reviewed runs by a rule written down before it ran: "
+        + PILOT_RULE,
+        _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
+        lambda: _reviewed(
+            "bccd-pilot", PILOT2_ARMS, seeds=[7], rounds=4, reference=False, control=True, rule=PILOT_RULE
+        ),
+    ),
+    "aquarium-pilot": Preset(
+        "aquarium-pilot",
+        "Aquarium, seed 7, the bccd-pilot's arms and rule at the aquarium preset's settings: " + PILOT_RULE,
+        _aquarium,
+        lambda: _reviewed(
+            "aquarium-pilot",
+            PILOT2_ARMS,
+            seeds=[7],
+            rounds=4,
+            reference=False,
+            control=True,
+            settings=AQUARIUM,
+            rule=PILOT_RULE,
+        ),
+    ),
+    "bccd-pilot-v1": Preset(
+        "bccd-pilot-v1",
+        "the first pilot (2026-11-27, docs/results/bccd-pilot/): BCCD, seed 7, five box arms, strategies x "
+        "noisy targets, that chose the box arm of the reviewed runs",
         _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
         lambda: _reviewed("bccd-pilot", PILOT_ARMS, seeds=[7], rounds=4, reference=False),
     ),

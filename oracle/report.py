@@ -389,8 +389,41 @@ def summary(
         "",
         *finals_table(rows),
         *reference_section(rows, spec or {}),
+        *pilot_section(rows, spec or {}),
     ]
     return "\n".join(lines) + "\n"
+
+
+TIE = 0.005  # the pilot rule's tie: closer than this in mean mAP@0.5 goes to the cheaper arm
+
+
+def pilot_choice(rows: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str, float, float]]]:
+    """The pilots' rule (oracle/presets.py, PILOT_RULE): each box arm's mean mAP@0.5 over its rounds of
+    queries (rounds after the first) and its annotator seconds in all, best first; and the chosen arm."""
+    scored = []
+    for arm in sorted({r["arm"] for r in rows if r.get("unit") == "box"}):
+        own = [r for r in rows if r["arm"] == arm and r["round"] > 1 and r.get("map50") is not None]
+        if own:
+            seconds = max(float(r.get("seconds") or 0) for r in own)
+            scored.append((arm, sum(float(r["map50"]) for r in own) / len(own), seconds))
+    scored.sort(key=lambda s: -s[1])
+    if not scored:
+        return None, []
+    close = [s for s in scored if scored[0][1] - s[1] < TIE]
+    return min(close, key=lambda s: s[2])[0], scored
+
+
+def pilot_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[str]:
+    """A pilot's rule, as written before it ran, applied to its rows."""
+    if not spec.get("rule"):
+        return []
+    chosen, scored = pilot_choice(rows)
+    lines = ["", "## The pilot's choice", "", f"The rule, written before it ran: {spec['rule']}.", ""]
+    lines += ["| box arm | mean mAP@0.5 over the rounds of queries | annotator seconds |"]
+    lines += ["| --- | ---: | ---: |"]
+    lines += [f"| {arm} | {mean:.3f} | {seconds:,.0f} |" for arm, mean, seconds in scored]
+    lines += ["", f"Chosen: **{chosen}**." if chosen else "No box arm has a round of queries: none chosen."]
+    return lines
 
 
 def write_all(

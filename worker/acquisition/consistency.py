@@ -28,6 +28,8 @@ def normalised_disagreement(terms: np.ndarray) -> np.ndarray:
     """(N,) in [0, 1] from (N, 2) raw terms: each column over the pool by its maximum (at least
     MIN_SCALE), then their mean."""
     terms = np.asarray(terms, dtype=np.float64)
+    if terms.size == 0:  # no candidate in the whole pool (a query band nothing reached): nothing to rank
+        return np.zeros(len(terms))
     if terms.ndim != 2 or terms.shape[1] != len(TERMS):
         raise ValueError(f"consistency terms must be (N, {len(TERMS)}), got shape {terms.shape}")
     if len(terms) == 0:

@@ -23,6 +23,7 @@ def test_each_term_is_normalised_over_the_pool_then_averaged() -> None:
     # a pool that barely disagrees is not blown up: below MIN_SCALE (0.05) the scale stays 0.05
     assert np.allclose(normalised_disagreement(np.array([[0.01, 0.0], [0.02, 0.0]])), [0.1, 0.2])
     assert normalised_disagreement(np.zeros((0, 2))).shape == (0,)
+    assert normalised_disagreement(np.zeros((0, 0))).shape == (0,)  # shards that saved no candidate
 
 
 class SquareFinder:
