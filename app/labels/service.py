@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from app.db import is_sqlite
 from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.labels.resolve import box_state, resolve_predictions_on_complete_image, suppress_duplicates
+from app.labels.images import answer_image, answer_review
+from app.labels.records import check_lease, event_for, stamp
+from app.labels.resolve import box_state, suppress_duplicates
 from app.labels.schemas import LabelIn, LabelResult
 from app.models import Box, Image, LabelEvent, Project, Query
 from app.projects.service import project_settings
@@ -76,7 +78,7 @@ def answer(
                 "answers are never overwritten"
             )
         if query.unit == "review":
-            result = _answer_review(
+            result = answer_review(
                 session, project, query, images[query.image_id], item, class_index, now, i
             )
         elif query.unit == "box":
@@ -84,7 +86,7 @@ def answer(
                 session, project, query, boxes[query.box_id], item, class_index, threshold, now, i
             )
         else:
-            result = _answer_image(session, project, query, images[query.image_id], item, class_index, now, i)
+            result = answer_image(session, project, query, images[query.image_id], item, class_index, now, i)
         query.state = "answered"
         query.answered_at = now
         query.answer_event_id = result.event_id
@@ -125,47 +127,6 @@ def _check(
             )
 
 
-def _event(
-    project: Project,
-    query: Query,
-    box: Box | None,
-    action: str,
-    item: LabelIn,
-    round_number: int,
-    before: dict | None,
-    after: dict | None,
-    now: datetime,
-) -> LabelEvent:
-    return LabelEvent(
-        project_id=project.id,
-        kind="answer",
-        query_id=query.id,
-        box_id=box.id if box is not None else None,
-        image_id=query.image_id,
-        annotator=query.annotator,
-        action=action,
-        before=before,
-        after=after,
-        duration_ms=item.duration_ms,
-        round=round_number,
-        created_at=now,
-    )
-
-
-def _check_lease(target: Box | Image, query: Query, now: datetime, i: int, what: str) -> None:
-    held_by_other = (
-        target.lease_query_id is not None
-        and target.lease_query_id != query.id
-        and target.lease_expires_at is not None
-        and target.lease_expires_at > now
-    )
-    if held_by_other:
-        raise Conflict(
-            f"labels[{i}]: the lease of query {query.id} expired and {what} is now leased to another "
-            "annotator"
-        )
-
-
 def _answer_box(
     session: Session,
     project: Project,
@@ -179,7 +140,7 @@ def _answer_box(
 ) -> LabelResult:
     if box.status != "unlabeled":
         raise Conflict(f"labels[{i}]: box {box.id} was already answered ({box.status}) through another query")
-    _check_lease(box, query, now, i, f"box {box.id}")
+    check_lease(box, query, now, i, f"box {box.id}")
     before = box_state(box)
     if item.action == "adjust":
         if item.bbox is None or item.label is None:
@@ -192,7 +153,8 @@ def _answer_box(
     box.round_answered = project.serving_round
     box.lease_query_id = None
     box.lease_expires_at = None
-    event = _event(project, query, box, item.action, item, project.serving_round, before, box_state(box), now)
+    after = box_state(box)
+    event = event_for(project, query, box, item.action, item, project.serving_round, before, after, now)
     session.add(event)
     derived: list[LabelEvent] = []
     if box.status == "labeled" and threshold is not None:
@@ -207,156 +169,13 @@ def _answer_box(
     session.flush()
     box.answer_event_id = event.id
     for other in derived:
-        _stamp(session, other)
+        stamp(session, other)
     return LabelResult(
         query_id=query.id,
         status="recorded",
         event_id=event.id,
         box_ids=[box.id],
         resolved_box_ids=[e.box_id for e in derived if e.box_id is not None],
-    )
-
-
-def _stamp(session: Session, event: LabelEvent) -> None:
-    box = session.get(Box, event.box_id)
-    if box is not None:
-        box.answer_event_id = event.id
-
-
-def _answer_image(
-    session: Session,
-    project: Project,
-    query: Query,
-    image: Image,
-    item: LabelIn,
-    class_index: dict[str, int],
-    now: datetime,
-    i: int,
-) -> LabelResult:
-    if image.fully_labeled:
-        raise Conflict(f"labels[{i}]: image {image.id} is already fully labeled")
-    _check_lease(image, query, now, i, f"image {image.id}")
-    created = _drawn(session, project, query, image, item, class_index, now)
-    after = {"boxes": [{"box_id": b.id, "bbox": b.bbox, "label": b.label} for b in created]}
-    event = _event(project, query, None, "label_all", item, project.serving_round, None, after, now)
-    resolved = _complete(session, project, query, image, event, created)
-    return LabelResult(
-        query_id=query.id, status="recorded", event_id=event.id, box_ids=[b.id for b in created],
-        resolved_box_ids=resolved,
-    )  # fmt: skip
-
-
-def _complete(
-    session: Session, project: Project, query: Query, image: Image, event: LabelEvent, answered: list[Box]
-) -> list[int]:
-    """Record ``event`` completing ``image`` (an image or review answer): the image is fully labeled, the
-    ``answered`` boxes carry the event, and the predictions nobody answered are resolved (their ids)."""
-    session.add(event)
-    image.fully_labeled = True
-    image.lease_query_id = None
-    image.lease_expires_at = None
-    derived = resolve_predictions_on_complete_image(
-        session, image, annotator=query.annotator, round_number=project.serving_round, query_id=query.id
-    )
-    session.flush()
-    image.labeled_event_id = event.id
-    for box in answered:
-        box.answer_event_id = event.id
-    for other in derived:
-        _stamp(session, other)
-    return [e.box_id for e in derived if e.box_id is not None]
-
-
-def _drawn(
-    session: Session,
-    project: Project,
-    query: Query,
-    image: Image,
-    item: LabelIn,
-    class_index: dict[str, int],
-    now: datetime,
-) -> list[Box]:
-    """The boxes an image or review answer drew, as labeled annotator boxes (flushed: ids assigned)."""
-    created = [
-        Box(
-            project_id=project.id,
-            image_id=image.id,
-            source="annotator",
-            status="labeled",
-            x1=drawn.bbox[0],
-            y1=drawn.bbox[1],
-            x2=drawn.bbox[2],
-            y2=drawn.bbox[3],
-            label=class_index[drawn.label],
-            round_queried=query.round,
-            round_answered=project.serving_round,
-            created_at=now,
-        )
-        for drawn in item.boxes or []
-    ]
-    session.add_all(created)
-    session.flush()
-    return created
-
-
-def _answer_review(
-    session: Session,
-    project: Project,
-    query: Query,
-    image: Image,
-    item: LabelIn,
-    class_index: dict[str, int],
-    now: datetime,
-    i: int,
-) -> LabelResult:
-    """A review: each prediction named is accepted, fixed or deleted, the missing objects are drawn, and
-    the image is complete (predictions nobody named are resolved as an image query's leftovers)."""
-    if image.fully_labeled:
-        raise Conflict(f"labels[{i}]: image {image.id} is already fully labeled")
-    _check_lease(image, query, now, i, f"image {image.id}")
-    reviewed = item.reviewed or []
-    found = {
-        box.id: box
-        for box in session.scalars(
-            select(Box).where(Box.id.in_([r.box_id for r in reviewed])).order_by(Box.id)
-        )
-    }
-    for j, verdict in enumerate(reviewed):
-        box = found.get(verdict.box_id)
-        if box is None or box.image_id != image.id or box.source != "predicted":
-            raise Invalid(
-                f"labels[{i}].reviewed[{j}].box_id: {verdict.box_id} is not a prediction on image {image.id}"
-            )
-        if box.status != "unlabeled":
-            raise Conflict(f"labels[{i}].reviewed[{j}]: box {box.id} was already answered ({box.status})")
-    touched: list[Box] = []
-    changes = []
-    for verdict in reviewed:
-        box = found[verdict.box_id]
-        before = box_state(box)
-        if verdict.action == "adjust" and verdict.bbox is not None and verdict.label is not None:
-            box.predicted = box.predicted or {"bbox": box.bbox, "label": box.label}
-            box.x1, box.y1, box.x2, box.y2 = verdict.bbox
-            box.label = class_index[verdict.label]
-        box.status = "background" if verdict.action == "background" else "labeled"
-        box.round_queried = query.round
-        box.round_answered = project.serving_round
-        touched.append(box)
-        after_state = box_state(box)
-        changes.append({"box_id": box.id, "action": verdict.action, "before": before, "after": after_state})
-    created = _drawn(session, project, query, image, item, class_index, now)
-    after = {
-        "reviewed": changes,
-        "boxes": [{"box_id": b.id, "bbox": b.bbox, "label": b.label} for b in created],
-    }
-    event = _event(project, query, None, "review", item, project.serving_round, None, after, now)
-    resolved = _complete(session, project, query, image, event, [*touched, *created])
-    return LabelResult(
-        query_id=query.id,
-        status="recorded",
-        event_id=event.id,
-        box_ids=[b.id for b in touched if b.status == "labeled"] + [b.id for b in created],
-        resolved_box_ids=[b.id for b in touched if b.status == "background"] + resolved,
     )
 
 
@@ -372,3 +191,4 @@ def get_event(session: Session, project_id: int, event_id: int) -> LabelEvent:
     if event is None or event.project_id != project_id:
         raise NotFound(f"label event {event_id} does not exist in project {project_id}")
     return event
+
