@@ -152,6 +152,10 @@ def runnable_here(command: str) -> bool:
 
 
 PARALLEL = 2  # commands at once: most of a smoke run is starting processes and waiting on them
+# one compute thread per command (and the server and worker it starts): two torch processes of 2 threads
+# each on 2 cores spin against each other. A 20-step train took 9.2 s alone, 24 s with another beside it,
+# and 10.8-11.2 s each with OMP_NUM_THREADS=1 (2026-12-02, docs/PERFORMANCE.md)
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 Ran = tuple[list[str], subprocess.CompletedProcess]
 
 
@@ -170,7 +174,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[
             capture_output=True,
             text=True,
             timeout=1800,  # a whole preset at smoke size beside another command on 2 slow cores took >900 s
-            env={**os.environ, "COLUMNS": "160", **_environment(command)},
+            env={**os.environ, "COLUMNS": "160", **ONE_THREAD, **_environment(command)},
         )
         return argv, done
 
