@@ -25,9 +25,7 @@ def answer_image(
     now: datetime,
     i: int,
 ) -> LabelResult:
-    if image.fully_labeled:
-        raise Conflict(f"labels[{i}]: image {image.id} is already fully labeled")
-    check_lease(image, query, now, i, f"image {image.id}")
+    _check_open(image, query, now, i)
     created = _drawn(session, project, query, image, item, class_index, now)
     after = {"boxes": [{"box_id": b.id, "bbox": b.bbox, "label": b.label} for b in created]}
     event = event_for(project, query, None, "label_all", item, project.serving_round, None, after, now)
@@ -36,6 +34,13 @@ def answer_image(
         query_id=query.id, status="recorded", event_id=event.id, box_ids=[b.id for b in created],
         resolved_box_ids=resolved,
     )  # fmt: skip
+
+
+def _check_open(image: Image, query: Query, now: datetime, i: int) -> None:
+    """An image is completed once, under its query's lease (or a lapsed one nobody else holds)."""
+    if image.fully_labeled:
+        raise Conflict(f"labels[{i}]: image {image.id} is already fully labeled")
+    check_lease(image, query, now, i, f"image {image.id}")
 
 
 def _complete(
@@ -103,9 +108,7 @@ def answer_review(
 ) -> LabelResult:
     """A review: each prediction named is accepted, fixed or deleted, the missing objects are drawn, and
     the image is complete (predictions nobody named are resolved as an image query's leftovers)."""
-    if image.fully_labeled:
-        raise Conflict(f"labels[{i}]: image {image.id} is already fully labeled")
-    check_lease(image, query, now, i, f"image {image.id}")
+    _check_open(image, query, now, i)
     reviewed = item.reviewed or []
     found = {
         box.id: box

@@ -70,6 +70,28 @@ def _picture(path: Path) -> tuple[Path, list[tuple[float, float, float, float, f
     return path, CANDIDATES
 
 
+def _predicted(
+    session, project_id: int, image_id: int, bbox: list[float], score: float, informativeness=None
+) -> None:
+    """A model's unanswered box on the image (class 0), as a round's scoring leaves it."""
+    x1, y1, x2, y2 = bbox
+    session.add(
+        Box(
+            project_id=project_id,
+            image_id=image_id,
+            source="predicted",
+            status="unlabeled",
+            x1=x1,
+            y1=y1,
+            x2=x2,
+            y2=y2,
+            label=0,
+            score=score,
+            informativeness=informativeness,
+        )
+    )
+
+
 @pytest.fixture
 def world(client, database, live_server, tmp_path: Path):
     boxes = create_project(client, name="cells", classes=["rbc", "wbc"], round_size=100, lease_ttl_s=600)
@@ -84,21 +106,7 @@ def world(client, database, live_server, tmp_path: Path):
     )
     with database.transaction() as session:
         for x1, y1, x2, y2, informativeness in candidates:
-            session.add(
-                Box(
-                    project_id=boxes["id"],
-                    image_id=box_image["id"],
-                    source="predicted",
-                    status="unlabeled",
-                    x1=x1,
-                    y1=y1,
-                    x2=x2,
-                    y2=y2,
-                    label=0,
-                    score=0.6,
-                    informativeness=informativeness,
-                )
-            )
+            _predicted(session, boxes["id"], box_image["id"], [x1, y1, x2, y2], 0.6, informativeness)
         _, token = create_token(session, "ana", "annotator", [boxes["id"], whole["id"]])
     return {"boxes": boxes["id"], "whole": whole["id"], "token": token, "url": live_server.url}
 
@@ -302,20 +310,7 @@ def test_an_image_review_through_the_page_keeps_fixes_and_deletes_the_models_box
     ).json()["images"][0]
     with database.transaction() as session:
         for x1, y1, x2, y2, score in candidates[:3]:
-            session.add(
-                Box(
-                    project_id=project["id"],
-                    image_id=image["id"],
-                    source="predicted",
-                    status="unlabeled",
-                    x1=x1,
-                    y1=y1,
-                    x2=x2,
-                    y2=y2,
-                    label=0,
-                    score=score,
-                )
-            )
+            _predicted(session, project["id"], image["id"], [x1, y1, x2, y2], score)
         _, token = create_token(session, "rev", "annotator", [project["id"]])
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)

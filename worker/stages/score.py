@@ -146,8 +146,10 @@ def _view_terms(ctx: WorkerContext, ref: RoundRef, work: list[PoolImage], out: S
     detector = ctx.detector(ref.model_version)
     paths = {p.image.id: p.image.path for p in work}
     rows = np.zeros((len(out.box_ids), 2), dtype=np.float32)
-    for image_id in sorted(set(out.box_images)):
-        mine = [i for i, owner in enumerate(out.box_images) if owner == image_id]
+    by_image: dict[int, list[int]] = {}
+    for i, owner in enumerate(out.box_images):
+        by_image.setdefault(owner, []).append(i)
+    for image_id, mine in sorted(by_image.items()):
         boxes = torch.tensor([out.bboxes[i] for i in mine], dtype=torch.float32).reshape(-1, 4)
         probs = torch.from_numpy(np.stack([out.probs[i] for i in mine]))
         rows[mine] = view_terms(detector, load_image(paths[image_id]), boxes, probs, ref.settings.t_d)
