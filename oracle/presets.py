@@ -81,6 +81,9 @@ PILOT_RULE = (
     "it wins, the paper's loop stays the choice); a tie within 0.005 goes to the arm whose answers took "
     "fewer annotator seconds in all"
 )
+# Two rounds of queries after the initial model, as the first pilot ran: eight runs of four rounds are
+# about four hours on the 2-core CPU machine, more than a working session; a half-run pilot decides nothing
+PILOT_ROUNDS = 2
 PRETRAINED_CPU = {
     "model": "faster_rcnn_mnv2_fpn_lite",
     "min_size": 320,
@@ -261,11 +264,16 @@ PRESETS: dict[str, Preset] = {
         "BCCD, seed 7 (no reported run uses it): the paper's box arm, the new loop's four "
         "(least_confidence_bg or consistency x soft or ignored unknown background), image/random, image "
         "review and the control, "
-        "to choose the box arm of the next reviewed runs by a rule written down before it ran: "
-        + PILOT_RULE,
+        "to choose the box arm of the next reviewed runs by a rule written down before it ran: " + PILOT_RULE,
         _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
         lambda: _reviewed(
-            "bccd-pilot", PILOT2_ARMS, seeds=[7], rounds=4, reference=False, control=True, rule=PILOT_RULE
+            "bccd-pilot",
+            PILOT2_ARMS,
+            seeds=[7],
+            rounds=PILOT_ROUNDS,
+            reference=False,
+            control=True,
+            rule=PILOT_RULE,
         ),
     ),
     "aquarium-pilot": Preset(
@@ -276,7 +284,7 @@ PRESETS: dict[str, Preset] = {
             "aquarium-pilot",
             PILOT2_ARMS,
             seeds=[7],
-            rounds=4,
+            rounds=PILOT_ROUNDS,
             reference=False,
             control=True,
             settings=AQUARIUM,
