@@ -26,6 +26,7 @@ from app.health.router import router as health_router
 from app.images.router import router as images_router
 from app.imports.router import router as imports_router
 from app.jobs.router import router as jobs_router
+from app.label_studio.router import router as label_studio_router
 from app.labels.router import router as labels_router
 from app.lifeline import watch_parent
 from app.middleware import BodyLimit, CancelOnDisconnect, RequestMetrics
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         jobs_router,
         export_router,
         health_router,
+        label_studio_router,
     ):
         app.include_router(router)
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")

@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     image_cache_bytes: int = Field(
         2 * 1024**3, ge=0, description="local read-through cache of remote images (in the data dir), at most"
     )
+    label_studio_document_root: Path | None = Field(
+        None,
+        description="Label Studio's LOCAL_FILES_DOCUMENT_ROOT as this machine sees it: its tasks' "
+        "/data/local-files/?d= images are read from there (an allowed image root)",
+    )
+    label_studio_media_root: Path | None = Field(
+        None,
+        description="Label Studio's media folder (<its data dir>/media) as this machine sees it: its tasks' "
+        "uploaded /data/upload/ images are read from there (an allowed image root)",
+    )
     host: str = Field("127.0.0.1", description="address `boxal serve` binds (loopback unless told otherwise)")
     port: int = Field(8000, description="port `boxal serve` listens on")
     api_workers: int = Field(
@@ -133,7 +143,8 @@ class Settings(BaseSettings):
             for r in self.image_roots
             if "://" not in str(r) or str(r).startswith("file://")
         ]
-        return [self.resolved_data_dir, *(root.expanduser().resolve() for root in local)]
+        label_studio = [r for r in (self.label_studio_document_root, self.label_studio_media_root) if r]
+        return [self.resolved_data_dir, *(root.expanduser().resolve() for root in [*local, *label_studio])]
 
     @property
     def remote_roots(self) -> list[str]:

@@ -5,6 +5,7 @@ from app.models.box import Box
 from app.models.image import Image
 from app.models.job import Job
 from app.models.label_event import LabelEvent
+from app.models.label_studio import LabelStudioLink
 from app.models.project import Project
 from app.models.query import Query
 from app.models.round import Round
@@ -19,6 +20,7 @@ __all__ = [
     "ImageScore",
     "Job",
     "LabelEvent",
+    "LabelStudioLink",
     "Project",
     "Query",
     "Round",

@@ -251,6 +251,17 @@ def _lease_images(
     ]
 
 
+def claim_image(
+    session: Session, project: Project, image: Image, annotator: str, unit: str, now: datetime
+) -> Query:
+    """A query of ``unit`` (image or review) on one given image, for an answer that arrives with it (a
+    Label Studio annotation): the answer then checks the lease as any other (409 if someone else holds it)."""
+    expires_at = now + timedelta(seconds=project_settings(project).lease_ttl_s)
+    if image.lease_expires_at is not None and image.lease_expires_at > now:
+        raise Conflict(f"image {image.id} is leased to another annotator until {image.lease_expires_at}")
+    return _claim(session, project, Image, [image], annotator, now, expires_at, unit=unit)[0]
+
+
 def _query_image(image: Image) -> QueryImage:
     return QueryImage(
         id=image.id,

@@ -23,7 +23,7 @@ from app.settings import Settings
 from tests.conftest import auth
 from tests.factories import coco_for, create_project, import_coco, register_images, seed_pool
 
-PUBLIC = {("GET", "/health")}
+PUBLIC = {("GET", "/health"), ("GET", "/label-studio/health"), ("GET", "/label-studio/")}
 ANNOTATOR = {  # what an annotator token may do in its own projects
     ("GET", "/v1/projects"),
     ("GET", "/v1/projects/{project_id}"),
@@ -46,6 +46,12 @@ ADMIN = {  # admin tokens only
     ("POST", "/v1/projects/{project_id}/rounds"),
     ("GET", "/v1/projects/{project_id}/export"),
     ("GET", "/metrics"),
+}
+LABEL_STUDIO = {  # any token; the Label Studio project in the body decides the scope (test_label_studio.py)
+    ("POST", "/label-studio/setup"),
+    ("POST", "/label-studio/predict"),
+    ("POST", "/label-studio/webhook"),
+    ("POST", "/label-studio/train"),
 }
 STATIC = ("/docs", "/redoc", "/openapi", "/ui")  # static pages and the schema: no data behind them
 
@@ -91,8 +97,8 @@ def _call(client, method: str, path: str, world: dict, headers: dict[str, str] |
 
 def test_every_endpoint_has_a_rule() -> None:
     app = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
-    assert set(_routes(app)) == PUBLIC | ANNOTATOR | ADMIN
-    assert not (PUBLIC & ANNOTATOR or ANNOTATOR & ADMIN or PUBLIC & ADMIN)
+    assert set(_routes(app)) == PUBLIC | ANNOTATOR | ADMIN | LABEL_STUDIO
+    assert not (PUBLIC & ANNOTATOR or ANNOTATOR & ADMIN or PUBLIC & ADMIN or LABEL_STUDIO & (PUBLIC | ADMIN))
 
 
 def test_no_token_is_401_everywhere_but_health(client, world) -> None:
@@ -109,7 +115,7 @@ def test_no_token_is_401_everywhere_but_health(client, world) -> None:
 
 def test_a_token_outside_its_scope_learns_nothing(client, world) -> None:
     for method, path in _routes(client.app):
-        if (method, path) in PUBLIC:
+        if (method, path) in PUBLIC | LABEL_STUDIO:
             continue
         response = _call(client, method, path, world, auth(world["in_b"]))
         if (method, path) == ("GET", "/v1/projects"):

@@ -1,0 +1,1 @@
+"""Label Studio's ML-backend protocol against a boxal project (README, "Label Studio")."""
