@@ -224,6 +224,17 @@ def test_predict_refuses_a_task_whose_image_cannot_be_read(
     assert db_state(database) == before  # the readable task 5 was not registered either
 
 
+def test_task_images_on_a_web_server_are_read_through_the_remote_path(client, settings, linked, web) -> None:
+    settings.image_roots = [*settings.image_roots, web]  # a URL prefix boxal may read from
+    body = payload("predict")
+    body["tasks"][0]["data"] = {"image": f"{web}p0.png"}
+    assert client.post("/label-studio/predict", json=body).status_code == 200
+    [image] = [
+        im for im in client.get("/v1/projects/1/images").json()["items"] if im["external_id"] == "ls-task-5"
+    ]
+    assert (image["width"], image["height"]) == (40, 30)  # read from the web server
+
+
 def test_uploads_need_the_media_root(client, database, linked) -> None:
     body = payload("predict")
     body["tasks"][0]["data"] = {"image": "/data/upload/2/abc.png"}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,6 +56,35 @@ def label_studio_bin() -> Path:
     return binary
 
 
+DATABASE = "label_studio.sqlite3"
+
+
+def from_template(binary: Path, data: Path) -> None:
+    """Start from the database the first run migrated (with its user), if there is one: a new one takes
+    Label Studio about a minute to migrate."""
+    template = binary.parents[1] / "migrated"
+    if (template / DATABASE).exists():
+        data.mkdir(parents=True)
+        for name in (DATABASE, ".env"):
+            shutil.copy2(template / name, data / name)
+
+
+def keep_template(binary: Path, data: Path) -> None:
+    """Keep a consistent copy (SQLite's backup) of a just-migrated database, before any test writes to it."""
+    template = binary.parents[1] / "migrated"
+    if (template / DATABASE).exists() or not (data / DATABASE).exists():
+        return
+    template.mkdir(exist_ok=True)
+    source, copy = sqlite3.connect(data / DATABASE), sqlite3.connect(template / f"{DATABASE}.part")
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+        copy.close()
+    shutil.copy2(data / ".env", template / ".env")
+    (template / f"{DATABASE}.part").rename(template / DATABASE)
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Label Studio and `boxal serve`, both on loopback, sharing Label Studio's local-files root."""
@@ -78,6 +109,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         "SSRF_PROTECTION_ENABLED": "false",  # so do its webhooks
         "LABEL_STUDIO_BASE_DATA_DIR": str(root / "ls"),
     }
+    from_template(binary, root / "ls")
     studio = start(
         [str(binary), "start", "--data-dir", str(root / "ls"), "--port", str(ls_port), "--no-browser",
          "--host", f"http://127.0.0.1:{ls_port}", "--username", "admin@example.com",
@@ -87,6 +119,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     try:
         wait_http(f"http://127.0.0.1:{boxal_port}")
         wait_http(f"http://127.0.0.1:{ls_port}", timeout=300)  # its first start migrates its database
+        keep_template(binary, root / "ls")
         yield {"ls": f"http://127.0.0.1:{ls_port}", "boxal": f"http://127.0.0.1:{boxal_port}", "root": root}
     finally:
         stop(studio)

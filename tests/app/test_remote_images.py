@@ -5,14 +5,11 @@ URIs outside the allowed prefixes refused."""
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import socket
-import threading
 import zipfile
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -128,22 +125,6 @@ def test_s3_prefix_registers_leases_answers_and_exports(
             assert dots.status_code == 422 and "'..' segment" in dots.json()["detail"]
         again = client.post(f"/v1/projects/{pid}/images", json={"prefix": "s3://cells/pool", "split": "test"})
         assert again.status_code == 409  # the prefix without its slash is the same folder: already registered
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[str]:
-    """A web server on loopback serving a folder of images (its directory listing included)."""
-    folder = tmp_path / "site"
-    for i in range(2):
-        write_image(folder / "pics" / f"p{i}.png", 40, 30 + i)
-    handler = functools.partial(
-        type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(folder)
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/pics/"
-    server.shutdown()
-    server.server_close()
 
 
 def test_http_images_register_serve_and_fail_clearly(settings, database, admin_token, web) -> None:
