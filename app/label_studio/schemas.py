@@ -1,6 +1,6 @@
 """The ML-backend protocol's payloads as Label Studio sends them (label-studio ``ml/api_connector.py`` and
-its webhooks): read leniently, since Label Studio adds fields from version to version; what boxal uses is
-checked, and a payload missing it is a 422 naming the field."""
+its webhooks): fields boxal does not read are let through, since Label Studio adds some from version to
+version; those it reads are checked with strict types, and a payload missing one is a 422 naming it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from app.schemas import MAX_ID
 
 
 class Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
 
 
 def project_id(project: object) -> int:
