@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         description="Label Studio's media folder (<its data dir>/media) as this machine sees it: its tasks' "
         "uploaded /data/upload/ images are read from there (an allowed image root)",
     )
+    label_studio_url: str | None = Field(
+        None,
+        description="Label Studio's address as boxal reaches it: with label_studio_token, boxal moves each "
+        "linked Label Studio project to its new model version and retrieves its predictions itself",
+    )
+    label_studio_token: str | None = Field(
+        None, description="a Label Studio API token (a personal access token or a legacy token) for that"
+    )
     host: str = Field("127.0.0.1", description="address `boxal serve` binds (loopback unless told otherwise)")
     port: int = Field(8000, description="port `boxal serve` listens on")
     api_workers: int = Field(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -20,9 +20,9 @@ from app.deps import EnqueuerDep, WriteSession, get_settings_dep
 from app.enqueue import TASK_RUN_ROUND, Enqueuer
 from app.errors import Conflict, Forbidden, Invalid, Unauthorized, Unavailable
 from app.jobs import service as jobs
-from app.label_studio import answers, config, links, predictions, tasks
+from app.label_studio import answers, config, links, predictions, sync, tasks
 from app.label_studio.schemas import PredictIn, SetupIn, TrainIn, WebhookIn
-from app.models import Project, Round, utcnow
+from app.models import LabelStudioLink, Project, Round, utcnow
 from app.projects.service import latest_round
 from app.rounds import service as rounds
 from app.schemas import ERRORS
@@ -75,12 +75,20 @@ def health() -> dict[str, str]:
 
 
 @router.post("/setup")
-def setup(body: SetupIn, session: WriteSession, settings: SettingsDep, principal: Caller) -> dict[str, str]:
+def setup(
+    body: SetupIn,
+    session: WriteSession,
+    settings: SettingsDep,
+    principal: Caller,
+    request: Request,
+    later: BackgroundTasks,
+) -> dict[str, str]:
     """Connect a Label Studio project (its label config's RectangleLabels) to a boxal project; answers the
     model version Label Studio files predictions under."""
     label_config = config.parse(body.label_config)
     project = links.connect(session, body.project, label_config, body.extra_params, principal, settings)
     version = predictions.model_version(session, project)
+    _keep_in_step(session, settings, request, later, links.find(session, body.project, principal)[0], project)
     session.commit()
     return {"model_version": version}
 
@@ -104,7 +112,13 @@ def predict(
 
 @router.post("/webhook")
 def webhook(
-    body: WebhookIn, session: WriteSession, enqueuer: EnqueuerDep, settings: SettingsDep, principal: Caller
+    body: WebhookIn,
+    session: WriteSession,
+    enqueuer: EnqueuerDep,
+    settings: SettingsDep,
+    principal: Caller,
+    request: Request,
+    later: BackgroundTasks,
 ) -> dict[str, Any]:
     """Annotations become answers (``lead_time`` their duration; ``round_size`` of them start a round);
     START_TRAINING starts one; deletions are kept out (boxal never drops an answer); other actions pass."""
@@ -115,7 +129,9 @@ def webhook(
     if body.project is None:
         raise Invalid(f"project: a {body.action} webhook names its project")
     link, project = links.find(session, body.project, principal)
+    _keep_in_step(session, settings, request, later, link, project)
     if body.action == "START_TRAINING":
+        session.commit()  # the step kept, even when the round cannot start
         return _train(session, project, enqueuer, principal)
     if body.annotation is None or body.task is None:
         raise Invalid(f"{body.action}: the webhook needs annotation and task (turn on 'send payload')")
@@ -136,6 +152,21 @@ def train(body: TrainIn, session: WriteSession, enqueuer: EnqueuerDep, principal
     """The older training call (Label Studio without the START_TRAINING webhook): start the next round."""
     _, project = links.find(session, body.project, principal)
     return _train(session, project, enqueuer, principal)
+
+
+def _keep_in_step(
+    session: Session,
+    settings: Settings,
+    request: Request,
+    later: BackgroundTasks,
+    link: LabelStudioLink,
+    project: Project,
+) -> None:
+    """Once boxal serves a new model, move Label Studio's project to it after answering (app/label_studio/
+    sync.py; only with BOXAL_LABEL_STUDIO_URL and _TOKEN): marked now, committed with the caller's work."""
+    version = sync.due(session, settings, link, project)
+    if version is not None:
+        later.add_task(sync.push, settings, request.app.state.db, link.id, link.ls_project, version)
 
 
 def _train(session: Session, project: Project, enqueuer: Enqueuer, principal: Principal) -> dict[str, Any]:
@@ -162,7 +193,7 @@ def _send(session: Session, enqueuer: Enqueuer, round_: Round, job_id: str, *, a
         raise Unavailable(f"round {round_.number} could not be started: {exc.detail}; retry") from exc
 
 
-def _link_config(link: Any, project: Project) -> config.LabelConfig:
+def _link_config(link: LabelStudioLink, project: Project) -> config.LabelConfig:
     return config.LabelConfig(link.from_name, link.to_name, link.value, list(project.classes))
 
 

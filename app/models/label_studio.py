@@ -22,4 +22,6 @@ class LabelStudioLink(Base):
     from_name: Mapped[str] = mapped_column(String(200))  # the RectangleLabels control
     to_name: Mapped[str] = mapped_column(String(200))  # the Image object it labels
     value: Mapped[str] = mapped_column(String(200))  # the task data field holding the image URL
+    # the model version Label Studio's project was last moved to (app/label_studio/sync.py)
+    synced_version: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

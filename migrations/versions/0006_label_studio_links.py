@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("from_name", sa.String(length=200), nullable=False),
         sa.Column("to_name", sa.String(length=200), nullable=False),
         sa.Column("value", sa.String(length=200), nullable=False),
+        sa.Column("synced_version", sa.String(length=64), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["project_id"],

@@ -7,13 +7,16 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from app.models import Box, BoxScore, LabelEvent, Project, Round
+from app.models import Box, BoxScore, LabelEvent, LabelStudioLink, Project, Round
 from tests.app.label_studio_regions import region
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import db_state, write_image
@@ -381,3 +384,74 @@ def test_a_webhook_missing_what_it_needs_is_422(client, database, linked) -> Non
     response = client.post("/label-studio/webhook", json={"action": "ANNOTATION_CREATED", "project": "x"})
     assert response.status_code == 422
     assert db_state(database) == before
+
+
+@pytest.fixture
+def studio() -> Iterator[dict[str, Any]]:
+    """A stand-in for Label Studio's own API on loopback: records each call, fails PATCH when told to."""
+    calls: list[tuple[str, str, str, dict]] = []
+    state = {"fail": False}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            calls.append((self.command, self.path, self.headers.get("Authorization", ""), body))
+            failed = state["fail"] and self.command == "PATCH"
+            reply = json.dumps({"access": "fresh-access"} if "refresh" in self.path else {}).encode()
+            self.send_response(500 if failed else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        do_PATCH = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "calls": calls, "state": state}
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("token", "sent"), [("legacy-key", "Token legacy-key"), ("h.p.s", "Bearer fresh-access")]
+)
+def test_label_studio_is_moved_to_each_new_model_version_once(
+    client, database, settings, linked, studio, token: str, sent: str
+) -> None:
+    settings.label_studio_url, settings.label_studio_token = studio["url"], token
+    client.post("/label-studio/webhook", json=annotation([rect("a1", [10, 10, 50, 60])]))
+    assert studio["calls"] == []  # no model yet: nothing to move to
+    predicted(client)
+    open_round(database, 1, [(2, [32, 24, 64, 48], 0.9, 0.9)])
+    client.post("/label-studio/setup", json=payload("setup"))
+    moved = [
+        (method, path, auth, body) for method, path, auth, body in studio["calls"] if "refresh" not in path
+    ]
+    assert moved == [
+        ("POST", "/api/dm/actions?id=retrieve_tasks_predictions&project=2", sent,
+         {"selectedItems": {"all": True, "excluded": []}}),
+        ("PATCH", "/api/projects/2", sent, {"model_version": "m1"}),
+    ]  # fmt: skip
+    calls = len(studio["calls"])
+    client.post("/label-studio/webhook", json=payload("annotations_deleted"))
+    client.post("/label-studio/setup", json=payload("setup"))
+    assert len(studio["calls"]) == calls  # already there
+
+
+def test_a_failed_move_is_tried_again_on_the_next_call(client, database, settings, linked, studio) -> None:
+    settings.label_studio_url, settings.label_studio_token = studio["url"], "legacy-key"
+    predicted(client)
+    open_round(database, 1, [(2, [32, 24, 64, 48], 0.9, 0.9)])
+    studio["state"]["fail"] = True
+    assert (
+        client.post("/label-studio/setup", json=payload("setup")).status_code == 200
+    )  # boxal answers anyway
+    with database.transaction(write=False) as session:
+        assert session.scalar(select(LabelStudioLink.synced_version)) is None
+    studio["state"]["fail"] = False
+    client.post("/label-studio/setup", json=payload("setup"))
+    assert [c[0] for c in studio["calls"]] == ["POST", "PATCH", "POST", "PATCH"]

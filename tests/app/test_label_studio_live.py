@@ -100,7 +100,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         )
         image.save(docs / f"img{i}.png")
     ls_port, boxal_port = free_port(), free_port()
-    boxal_env = {"BOXAL_DATA_DIR": str(root / "boxal"), "BOXAL_LABEL_STUDIO_DOCUMENT_ROOT": str(docs)}
+    boxal_env = {
+        "BOXAL_DATA_DIR": str(root / "boxal"),
+        "BOXAL_LABEL_STUDIO_DOCUMENT_ROOT": str(docs),
+        "BOXAL_LABEL_STUDIO_URL": f"http://127.0.0.1:{ls_port}",  # boxal moves it to each new model
+        "BOXAL_LABEL_STUDIO_TOKEN": LS_TOKEN,
+    }
     served = start(boxal("serve", "--port", str(boxal_port)), boxal_env, root / "boxal.log")
     ls_env = {
         "LOCAL_FILES_SERVING_ENABLED": "true",
@@ -199,8 +204,13 @@ def test_label_studio_runs_boxal_as_its_ml_backend(servers: dict[str, Any]) -> N
     assert {second[t]["model_version"] for t in unlabeled} == {trained["model_version"]}
     assert any(second[t]["result"] for t in unlabeled)
 
-    # Label Studio's uncertainty sampling, on that version's predictions, serves boxal's first query's image
-    ls.patch(f"/api/projects/{project}", json={"model_version": trained["model_version"]})
+    # boxal moved the project to that version (on Label Studio's first call since), so that its uncertainty
+    # sampling, on that version's predictions, serves the image of boxal's first query
+    wait_for(
+        lambda: ls.get(f"/api/projects/{project}").json()["model_version"] == trained["model_version"],
+        60,
+        "Label Studio's project on the new model version",
+    )
     leased = boxal_api.post(
         "/v1/projects/1/queries", json={"k": 1, "annotator": "probe", "unit": "box"}
     ).json()
