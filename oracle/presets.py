@@ -65,6 +65,9 @@ def new_loop(strategy: str, background: str) -> Arm:
 
 
 REVIEW = Arm("review", "least_confidence", "mean", label="review/least_confidence")
+# The BCCD pilot's choice (docs/results/bccd-pilot-v2/, seed 7, by PILOT_RULE, written before it ran):
+# candidates from the current model, pseudo-labels, the unknown background weighted by the model's belief.
+BCCD_BOX = new_loop("least_confidence_bg", "soft")
 PILOT2_ARMS = [
     PAPER_BOX,
     new_loop("least_confidence_bg", "soft"),
@@ -254,8 +257,17 @@ PRESETS: dict[str, Preset] = {
     ),
     "bccd": Preset(
         "bccd",
-        "BCCD blood cells (real photographs), reviewed: the pilot's box arm and the paper's, both image "
-        "arms, the control and the fully supervised reference; 100 boxes and 200 steps per round, 3 seeds",
+        "BCCD blood cells (real photographs), reviewed: the bccd-pilot's box loop (box/new-soft) and the "
+        "paper's, both image arms, image review, the control and the fully supervised reference; 100 boxes "
+        "and 200 steps per round, 3 seeds",
+        _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
+        lambda: _reviewed("bccd-v2", [BCCD_BOX, PAPER_BOX, *IMAGE_ARMS, REVIEW], seeds=[0, 1, 2]),
+    ),
+    "bccd-v1": Preset(
+        "bccd-v1",
+        "the first reviewed BCCD runs (2026-11-27/28, docs/results/bccd/; their box arms trained with the "
+        "resized-regions defect): the first pilot's box arm and the paper's, both image arms, the control "
+        "and the reference",
         _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
         lambda: _reviewed("bccd", [BEST_BOX, PAPER_BOX, *IMAGE_ARMS], seeds=[0, 1, 2]),
     ),
