@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +23,16 @@ class Artifacts:
     def training(self, round_id: int, job_id: str) -> Path:
         """Where a round's training keeps its resumable checkpoint (one folder per job attempt)."""
         return self.root / "rounds" / str(round_id) / job_id
+
+    def drop_training(self, round_id: int) -> None:
+        """Remove a round's resumable training checkpoints (weights and optimizer state, of every job
+        attempt) once its model version is saved: nothing reads them after, and they are twice a model's
+        size. The round's features stay (scoring reads them)."""
+        folder = self.root / "rounds" / str(round_id)
+        if folder.is_dir():
+            for attempt in folder.iterdir():
+                if attempt.is_dir() and attempt.name != "features":
+                    shutil.rmtree(attempt, ignore_errors=True)
 
     def features(self, round_id: int, shard: int) -> Path:
         return self.root / "rounds" / str(round_id) / "features" / f"shard-{shard:05d}.npz"

@@ -97,6 +97,7 @@ def train_round(ctx: WorkerContext, job_id: str) -> str:
         resumed_from = result.resumed_from_epoch
     ctx.artifacts.save_model(model_version, _saved(detector, config, ref, model_version, resumed_from))
     _finish(ctx, ref, model_version, resumed_from_epoch=resumed_from)
+    ctx.artifacts.drop_training(ref.round_id)  # the round is past training: nothing resumes it now
     return model_version
 
 

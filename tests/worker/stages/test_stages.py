@@ -89,6 +89,9 @@ def test_fixed_pool_is_predicted_once_and_stages_are_idempotent(client, ctx, sce
     assert [c["class"] for c in per_class] == CLASSES
     assert sum(c["queued"] for c in per_class) == boxes  # every prediction waits in the queue
     assert all(c["ap50"] is None or 0 <= c["ap50"] <= 1 for c in per_class)
+    # the model version stays; the round's resumable checkpoint (weights and optimizer state) does not
+    assert ctx.artifacts.model(round1.model_version).is_file()
+    assert list((ctx.artifacts.root / "rounds").rglob("*.pt")) == []
     # every stage again: nothing changes, nothing is written twice
     for index in range(4):
         with pytest.raises(Skip):
