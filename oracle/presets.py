@@ -68,6 +68,9 @@ REVIEW = Arm("review", "least_confidence", "mean", label="review/least_confidenc
 # The BCCD pilot's choice (docs/results/bccd-pilot-v2/, seed 7, by PILOT_RULE, written before it ran):
 # candidates from the current model, pseudo-labels, the unknown background weighted by the model's belief.
 BCCD_BOX = new_loop("least_confidence_bg", "soft")
+# The Aquarium pilot's choice by the same rule (docs/results/aquarium-pilot-v2/): the same arm, though on
+# Aquarium every box arm ended below the control, as in the first reviewed runs.
+AQUARIUM_BOX = new_loop("least_confidence_bg", "soft")
 PILOT2_ARMS = [
     PAPER_BOX,
     new_loop("least_confidence_bg", "soft"),
@@ -313,7 +316,18 @@ PRESETS: dict[str, Preset] = {
     "aquarium": Preset(
         "aquarium",
         "Aquarium (real photographs, 7 imbalanced classes, YOLO layout; 'Aquarium dataset, Roboflow', "
-        "CC BY 4.0), reviewed as bccd is, at lr 0.0025",
+        "CC BY 4.0), reviewed as bccd is, at lr 0.0025: the aquarium-pilot's box loop (box/new-soft) and "
+        "the paper's, both image arms, image review, the control and the reference, 3 seeds",
+        _aquarium,
+        lambda: _reviewed(
+            "aquarium-v2", [AQUARIUM_BOX, PAPER_BOX, *IMAGE_ARMS, REVIEW], seeds=[0, 1, 2], settings=AQUARIUM
+        ),
+    ),
+    "aquarium-v1": Preset(
+        "aquarium-v1",
+        "the first reviewed Aquarium runs (2026-11-28/29, docs/results/aquarium/; their box arms trained "
+        "with the resized-regions defect): the first pilot's box arm and the paper's, both image arms, the "
+        "control and the reference, at lr 0.0025",
         _aquarium,
         lambda: _reviewed("aquarium", [BEST_BOX, PAPER_BOX, *IMAGE_ARMS], seeds=[0, 1, 2], settings=AQUARIUM),
     ),
