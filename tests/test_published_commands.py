@@ -177,7 +177,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[
             timeout=1800,  # a whole preset at smoke size beside another command on 2 slow cores took >900 s
             env={**os.environ, "COLUMNS": "160", **ONE_THREAD, **_environment(command)},
         )
-        for i, word in enumerate(argv[:-1]):  # its models: a GB a run, read by no test or later command
+        for i, word in enumerate(argv[:-1]):  # its models: 56-168 MB a run, read by no test or command
             if word == "--out":
                 shutil.rmtree(Path(argv[i + 1]) / "server" / "artifacts", ignore_errors=True)
         return argv, done

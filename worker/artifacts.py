@@ -20,22 +20,25 @@ class Artifacts:
     def model(self, model_version: str) -> Path:
         return self.root / "models" / f"{model_version}.pt"
 
+    def _round(self, round_id: int) -> Path:
+        return self.root / "rounds" / str(round_id)
+
     def training(self, round_id: int, job_id: str) -> Path:
         """Where a round's training keeps its resumable checkpoint (one folder per job attempt)."""
-        return self.root / "rounds" / str(round_id) / job_id
+        return self._round(round_id) / job_id
 
     def drop_training(self, round_id: int) -> None:
         """Remove a round's resumable training checkpoints (weights and optimizer state, of every job
         attempt) once its model version is saved: nothing reads them after, and they are twice a model's
         size. The round's features stay (scoring reads them)."""
-        folder = self.root / "rounds" / str(round_id)
+        folder = self._round(round_id)
         if folder.is_dir():
             for attempt in folder.iterdir():
                 if attempt.is_dir() and attempt.name != "features":
                     shutil.rmtree(attempt, ignore_errors=True)
 
     def features(self, round_id: int, shard: int) -> Path:
-        return self.root / "rounds" / str(round_id) / "features" / f"shard-{shard:05d}.npz"
+        return self._round(round_id) / "features" / f"shard-{shard:05d}.npz"
 
     def save_model(self, model_version: str, payload: dict[str, Any]) -> Path:
         path = self.model(model_version)
@@ -53,7 +56,7 @@ class Artifacts:
         os.replace(tmp, path)
 
     def load_features(self, round_id: int) -> list[dict[str, np.ndarray]]:
-        folder = self.root / "rounds" / str(round_id) / "features"
+        folder = self._round(round_id) / "features"
         out = []
         for path in sorted(folder.glob("shard-*.npz")):
             with np.load(path) as data:
