@@ -121,15 +121,33 @@ def report(
             "default: 0.8, 0.9 and 0.95"
         ),
     ] = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a run of another experiment whose fully supervised reference stands for seeds the runs "
+            "have none of (repeatable): same data set, model settings and reference schedule, checked"
+        ),
+    ] = None,
 ) -> None:
     """Merge runs of one experiment made separately (e.g. one seed per machine) into one report."""
-    from oracle.report import LEVELS, merge_runs
+    from oracle.merge import merge_runs
+    from oracle.report import LEVELS
 
     try:
         command = shlex.join(
-            ["boxal", "report", *runs, "--out", out, *(f"--level={v:g}" for v in level or [])]
+            [
+                "boxal", "report", *runs, "--out", out,
+                *(f"--reference={r}" for r in reference or []),
+                *(f"--level={v:g}" for v in level or []),
+            ]
+        )  # fmt: skip
+        merge_runs(
+            [Path(r) for r in runs],
+            Path(out),
+            command,
+            level or LEVELS,
+            [Path(r) for r in reference or []],
         )
-        merge_runs([Path(r) for r in runs], Path(out), command, level or LEVELS)
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

@@ -14,7 +14,6 @@ levels are where arms can still be compared).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -319,6 +318,13 @@ def reference_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[
             f"{'-' if gain is None else f'{gain:+.3f}'} | "
             f"{'converged' if converged else 'still rising at its last round: not shown to have converged'} |"
         )
+    for source in spec.get("reference_from", []):
+        lines.append(
+            f"\nSeeds {source['seeds']}'s reference is reused from `{source['run']}` (experiment "
+            f"{source['experiment']}, the same data set, model settings and reference schedule): fully "
+            "labeled images carry no answers, noisy targets or unknown background, so what changed in "
+            "how the arms train does not change it."
+        )
     for seed, models in sorted(spec.get("initial_models", {}).items()):
         lines.append(
             f"\nSeed {seed}'s runs trained initial models that differ (mAP@0.5 "
@@ -346,7 +352,9 @@ def summary(
             lines.append(f"- `{run['command']}` (merges the runs above: no training, seconds)")
             continue
         cpu = f"{run['cpu_s'] / 3600:.1f} CPU hours" if run.get("cpu_s") else "CPU time not measured"
-        lines.append(f"- `{run['command']}` ({cpu}; {run.get('machine', 'machine not recorded')})")
+        source = run.get("reference_only")
+        reused = f"; its fully supervised reference only, reused from {source}" if source else ""
+        lines.append(f"- `{run['command']}` ({cpu}; {run.get('machine', 'machine not recorded')}{reused})")
     lines += [
         "",
         f"Seeds {seeds}. mAP@0.5 is shown as a percentage of {reference}. Cells give the cost at which an "
@@ -452,75 +460,3 @@ def write_all(
     plot(with_reference, out, title, curves)
     write_classes(rows, out, title)
     (out / "summary.md").write_text(summary(rows, title, runs, pool_boxes, spec or {}, levels))
-
-
-def _ran(spec: dict[str, Any]) -> list[str]:
-    """The arms a run recorded (runs made before arms could be chosen ran them all)."""
-    if "ran" in spec:
-        return list(spec["ran"])
-    arms = [a.get("label") or f"{a['unit']}/{a['strategy']}" for a in spec["arms"]]
-    return (
-        ["initial", *arms]
-        + ["control"] * bool(spec.get("control"))
-        + ["full"] * bool(spec.get("full_supervision"))
-    )
-
-
-def merge_runs(
-    runs: list[Path], out: Path, command: str, levels: Sequence[float] = LEVELS
-) -> list[dict[str, Any]]:
-    """Merge the rounds of runs of one experiment made separately (seeds or arms run apart, on other
-    machines or at other times) into one report under ``out``: rounds.jsonl, CSVs, plots and a summary
-    whose spread covers every seed. Runs must share the experiment's settings and may not repeat an arm of
-    a seed; each run of a seed trains its own initial model, and the first run's initial point is kept
-    (where another run's differs, experiment.json's ``initial_models`` says so: that run's arms start from
-    their own, which their round 1 records). ``levels`` are the shares of the reference tabulated."""
-    levels = check_levels(levels)
-    settings: dict[str, Any] | None = None
-    rows: list[dict[str, Any]] = []
-    made: list[dict[str, Any]] = []
-    seen: dict[tuple[int, str], Path] = {}
-    initial: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for run in runs:
-        log = run / "rounds.jsonl"
-        if not log.is_file():
-            raise ValueError(f"{run} holds no rounds.jsonl: not an experiment directory")
-        spec = json.loads((run / "experiment.json").read_text())
-        seeds = spec.pop("seeds")
-        made += spec.pop("runs", [{"command": str(run)}])
-        spec.pop("environment", None)
-        ran = _ran(spec)
-        spec.pop("ran", None)
-        if settings is None:
-            settings = spec
-        elif spec != settings:
-            changed = sorted(k for k in spec.keys() | settings.keys() if spec.get(k) != settings.get(k))
-            raise ValueError(f"{run} is a different experiment from {runs[0]}: {', '.join(changed)} differ")
-        for seed in seeds:
-            for arm in ran:
-                if arm == "initial":
-                    continue
-                if (seed, arm) in seen:
-                    raise ValueError(f"seed {seed}'s {arm} is in both {seen[seed, arm]} and {run}")
-                seen[seed, arm] = run
-        for row in (json.loads(line) for line in log.read_text().splitlines() if line.strip()):
-            if row["arm"] == "initial":
-                initial[row["seed"]].append({"run": str(run), "map50": row["map50"]})
-                if len(initial[row["seed"]]) > 1:
-                    continue
-            rows.append(row)
-    out.mkdir(parents=True, exist_ok=True)
-    assert settings is not None
-    made.append({"command": command, "merges": True})
-    seeds = sorted({seed for seed, _ in seen})
-    differ = {
-        str(seed): models
-        for seed, models in initial.items()
-        if len({round(m["map50"], 9) for m in models}) > 1
-    }
-    merged = {**settings, "seeds": seeds, "runs": made, **({"initial_models": differ} if differ else {})}
-    (out / "experiment.json").write_text(json.dumps(merged, indent=2) + "\n")
-    (out / "rounds.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    title = f"{settings['name']}: box vs image queries ({settings['dataset']}), seeds {seeds}"
-    write_all(rows, out, title, made, int(settings.get("pool_boxes") or 0), merged, levels)
-    return rows

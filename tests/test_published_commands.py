@@ -115,7 +115,10 @@ def _argv(command: str, tmp: Path) -> list[str]:
         if words[3] == "simulate":
             words.append("--smoke")
     for i, word in enumerate(words):
-        if word.startswith(("experiments/", "docs/results/")) and (i == 0 or words[i - 1] != "--data"):
+        before = words[i - 1] if i else ""
+        # committed runs a report reads (docs/results/runs/...) are read as they are; its --out is not
+        committed = before != "--out" and word.startswith("docs/results/") and (ROOT / word).exists()
+        if word.startswith(("experiments/", "docs/results/")) and before != "--data" and not committed:
             words[i] = str(tmp / word)
     return words
 
@@ -137,6 +140,18 @@ def test_parts_of_one_experiment_share_a_smoke_run() -> None:
     plan = smoke_runs([a, b, read, other, every, bare, report])
     assert plan[a] == plan[b] == f"{a} --arm control"
     assert [plan[c] for c in (read, other, every, bare, report)] == [read, other, every, bare, report]
+
+
+def test_a_report_reads_committed_runs_as_they_are_and_writes_under_the_smoke_folder(tmp_path: Path) -> None:
+    command = (
+        "boxal report docs/results/runs/bccd/s0-full experiments/new "
+        "--reference docs/results/runs/bccd/s1-all --out docs/results/bccd"
+    )
+    argv = _argv(command, tmp_path)
+    assert argv[3:] == [
+        "report", "docs/results/runs/bccd/s0-full", str(tmp_path / "experiments/new"), "--reference",
+        "docs/results/runs/bccd/s1-all", "--out", str(tmp_path / "docs/results/bccd"),
+    ]  # fmt: skip
 
 
 def test_each_published_part_runs_its_arms_and_settings() -> None:

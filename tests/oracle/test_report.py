@@ -125,6 +125,47 @@ def test_arms_of_a_seed_run_apart_merge_and_a_repeated_arm_is_refused(tmp_path: 
     assert done.exit_code == 2 and "seed 0's image/x is in both" in done.output
 
 
+def test_a_reference_from_another_experiment_stands_in_only_where_its_settings_agree(tmp_path: Path) -> None:
+    arms = ["initial", "box/a", "box/b", "image/x", "control"]
+    new = [_run(tmp_path / f"new{seed}", seed, ran=arms) for seed in (0, 1)]
+    old_spec = {**SPEC, "name": "toy-v1", "arms": ARMS[:1], "rounds": 5}  # other arms, other rounds
+    old = [_run(tmp_path / f"old{seed}", seed, old_spec) for seed in (0, 1)]
+    out = tmp_path / "merged"
+    argv = ["report", *map(str, new), "--out", str(out), *(f"--reference={r}" for r in old)]
+    done = CliRunner().invoke(cli, argv)
+    assert done.exit_code == 0, done.output
+    rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    full = [r for r in rows if r["arm"] == "full"]
+    assert len(full) == 4 and {r["reused_from"] for r in full} == {str(o) for o in old}
+    assert [r for r in rows if r["arm"] == "box/a"] and not [r for r in rows if r["seed"] == 2]
+    merged = json.loads((out / "experiment.json").read_text())
+    assert merged["name"] == "toy" and merged["reference_from"] == [
+        {"run": str(old[0]), "experiment": "toy-v1", "seeds": [0]},
+        {"run": str(old[1]), "experiment": "toy-v1", "seeds": [1]},
+    ]
+    summary = (out / "summary.md").read_text()
+    assert f"Seeds [0]'s reference is reused from `{old[0]}` (experiment toy-v1" in summary
+    assert f"its fully supervised reference only, reused from {old[1]}" in summary
+    # levels are shares of the reused reference: box/a holds 90% from 200 boxes in both seeds
+    assert "| 90% | 200 [200-200] |" in summary
+    refused = {
+        "full_rounds differ": [
+            f"--reference={_run(tmp_path / 'longer', 0, {**old_spec, 'full_rounds': 9})}"
+        ],
+        "seed 0's reference is in both": [f"--reference={old[0]}", f"--reference={old[0]}"],
+        "holds no fully supervised reference for seeds": [
+            f"--reference={_run(tmp_path / 'none', 0, old_spec, ran=['initial', 'box/a'])}"
+        ],
+    }
+    for message, references in refused.items():
+        done = CliRunner().invoke(cli, ["report", *map(str, new), "--out", str(tmp_path / "m"), *references])
+        assert done.exit_code == 2 and message in done.output, done.output
+        assert not (tmp_path / "m").exists()
+    own = _run(tmp_path / "own", 0, ran=["initial", "full"])
+    done = CliRunner().invoke(cli, ["report", str(new[0]), str(own), "--out", str(tmp_path / "m"), argv[-2]])
+    assert done.exit_code == 2 and "seed 0's reference is both in the runs merged and in" in done.output
+
+
 def test_the_reference_section_says_whether_the_reference_converged() -> None:
     rows = _rows(0) + _rows(1)
     last = next(r for r in rows if r["arm"] == "full" and r["seed"] == 1 and r["round"] == 2)
