@@ -50,15 +50,23 @@ def test_objects_and_noisy_targets_are_counted_against_the_truth() -> None:
     }
     row = arm_row(db, 1, truth)
     assert row == {
+        "queries answered": 3,
+        "answered background": 2,
         "fully labeled images": 1,
         "joined images": 2,
         "objects in joined": 4,
         "labeled by an answer": 1,
         "covered by a noisy target": 1,
-        "trained as background": 2,  # a2 (its prediction has the wrong class) and b0
+        "left unknown": 2,  # a2 (its prediction has the wrong class) and b0
         "noisy targets": 3,
         "noisy targets on an object": 1,
     }
+    # pseudo-labels recomputed for the arm's last round stand in for the stored predictions: one on a2,
+    # one on nothing; image c is not in training, so its pseudo-label does not count
+    pseudo = {"a": [([40, 0, 50, 10], 0), ([80, 80, 90, 90], 0)], "c": [([0, 0, 10, 10], 0)]}
+    row = arm_row(db, 1, truth, pseudo)
+    assert (row["covered by a noisy target"], row["left unknown"]) == (1, 2)  # a2 now, a1 not
+    assert (row["noisy targets"], row["noisy targets on an object"]) == (2, 1)
 
 
 def test_an_arm_without_answers_trains_on_its_fully_labeled_images_alone() -> None:

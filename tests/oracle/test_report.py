@@ -149,9 +149,7 @@ def test_a_reference_from_another_experiment_stands_in_only_where_its_settings_a
     # levels are shares of the reused reference: box/a holds 90% from 200 boxes in both seeds
     assert "| 90% | 200 [200-200] |" in summary
     refused = {
-        "full_rounds differ": [
-            f"--reference={_run(tmp_path / 'longer', 0, {**old_spec, 'full_rounds': 9})}"
-        ],
+        "full_rounds differ": [f"--reference={_run(tmp_path / 'longer', 0, {**old_spec, 'full_rounds': 9})}"],
         "seed 0's reference is in both": [f"--reference={old[0]}", f"--reference={old[0]}"],
         "holds no fully supervised reference for seeds": [
             f"--reference={_run(tmp_path / 'none', 0, old_spec, ran=['initial', 'box/a'])}"
