@@ -172,11 +172,30 @@ def _saving_text(pairs: list[float]) -> str:
     return f"{np.mean(ratios):.1f}x the image arm's cost{spread}"
 
 
+def _paired(
+    by_arm: dict[str, list[float]], arms: list[str], others: list[str], kinds: tuple[str, str]
+) -> str:
+    """The paired per-seed saving of the cheapest of ``arms`` over the cheapest of ``others`` (each among
+    those holding the level in every seed); ``kinds`` name the two sides where one holds it and the other
+    does not."""
+    best, other = _best(by_arm, arms), _best(by_arm, others)
+    if arms and others and bool(best) != bool(other):  # one side holds it in every seed
+        return f"- (no {kinds[1] if best else kinds[0]} arm holds it in every seed)"
+    if not (best and other):
+        return "-"
+    paired = [_saving(b, i) for b, i in zip(by_arm[best], by_arm[other], strict=True)]
+    pairs = [p for p in paired if p is not None]
+    if len(pairs) < len(paired):  # no fraction of nothing: the other arm was there for free
+        return f"{best} vs {other}: - (the {kinds[1]} arm reached it at no cost)"
+    return f"{best} vs {other}: {_saving_text(pairs)}"
+
+
 def level_table(
     rows: list[dict[str, Any]], reached: list[dict[str, Any]], axis: str, field: str
 ) -> list[str]:
-    """Markdown: cost per level and arm (mean [min-max] over seeds), and the paired per-seed saving of the
-    best box arm over the best image arm; ``reached`` holds level_rows."""
+    """Markdown: cost per level and arm (mean [min-max] over seeds), the paired per-seed saving of the
+    best box arm over the best whole-image arm (drawn or reviewed), and where image review ran, of the
+    best review arm over the best arm drawing whole images; ``reached`` holds level_rows."""
     arms = sorted({r["arm"] for r in reached if r["axis"] == axis})
     seeds = {r["seed"] for r in reached if r["axis"] == axis}
     # the saving pairs seeds, so only arms run on every seed compete for "best" (runs merged part-way)
@@ -184,30 +203,31 @@ def level_table(
         a for a in arms if {r["seed"] for r in reached if r["arm"] == a and r["axis"] == axis} == seeds
     ]
     box_arms = [a for a in complete if _unit(rows, a) == "box"]
-    image_arms = [a for a in complete if _unit(rows, a) in ("image", "review")]  # whole-image queries
+    drawn = [a for a in complete if _unit(rows, a) == "image"]
+    reviews = [a for a in complete if _unit(rows, a) == "review"]
+    review_column = " review vs best drawn image: saving per seed |" if reviews and drawn else ""
     lines = [
         "| level | "
         + " | ".join(_header(rows, a) for a in arms)
-        + " | best box vs best image: saving per seed |",
-        "| --- | " + " | ".join("---:" for _ in arms) + " | --- |",
+        + " | best box vs best image: saving per seed |"
+        + review_column,
+        "| --- | " + " | ".join("---:" for _ in arms) + " | --- |" + " --- |" * bool(review_column),
     ]
     for level in sorted({r["level"] for r in reached if r["axis"] == axis}):
         picked = [r for r in reached if r["axis"] == axis and r["level"] == level]
         by_arm = {
             a: [r[field] for r in sorted(picked, key=lambda r: r["seed"]) if r["arm"] == a] for a in arms
         }
-        box, image = _best(by_arm, box_arms), _best(by_arm, image_arms)
-        saving = "-"
-        if box_arms and image_arms and bool(box) != bool(image):  # one kind holds it in every seed
-            saving = f"- (no {'image' if box else 'box'} arm holds it in every seed)"
-        if box and image:
-            paired = [_saving(b, i) for b, i in zip(by_arm[box], by_arm[image], strict=True)]
-            pairs = [p for p in paired if p is not None]
-            if len(pairs) < len(paired):  # no fraction of nothing: the image arm was there for free
-                saving = f"{box} vs {image}: - (the image arm reached it at no cost)"
-            else:
-                saving = f"{box} vs {image}: {_saving_text(pairs)}"
-        lines.append(f"| {level:.0%} | " + " | ".join(_cell(by_arm[a]) for a in arms) + f" | {saving} |")
+        cells = [_paired(by_arm, box_arms, drawn + reviews, ("box", "image"))]
+        if review_column:
+            cells.append(_paired(by_arm, reviews, drawn, ("review", "drawn image")))
+        lines.append(
+            f"| {level:.0%} | "
+            + " | ".join(_cell(by_arm[a]) for a in arms)
+            + " | "
+            + " | ".join(cells)
+            + " |"
+        )
     return lines
 
 
@@ -360,9 +380,10 @@ def summary(
         f"Seeds {seeds}. mAP@0.5 is shown as a percentage of {reference}. Cells give the cost at which an "
         "arm's curve reaches a level and stays at or above it to the end of the run (linear between "
         "rounds), as the mean over seeds with the range in brackets; '-' where a seed's last round is "
-        "below the level. Savings compare, seed by seed, the box arm and the image arm that needed the "
-        "least on that axis; where the box arm needed more than twice the image arm's cost, the saving is "
-        "given as that multiple.",
+        "below the level. Savings compare, seed by seed, the box arm and the whole-image arm (drawn or "
+        "reviewed) that needed the least on that axis, and where image review ran, the review arm and the "
+        "arm drawing whole images that needed the least; where the first needed more than twice the "
+        "second's cost, the saving is given as that multiple.",
     ]
     for axis, name in AXES.items():
         lines += ["", f"## On {name}", "", *level_table(rows, reached, axis, "sustained")]

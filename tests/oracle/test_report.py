@@ -64,6 +64,30 @@ def test_levels_are_shares_of_full_supervision_reached_for_good_with_paired_savi
     assert "| box/a | 90% [90%-90%] | 2 of 2 |" in text
 
 
+def test_image_review_is_compared_with_drawing_whole_images_and_both_with_box_queries() -> None:
+    rows = []
+    for seed in (0, 1):
+        rows += _rows(seed)
+        image = [r for r in _rows(seed) if r["arm"] == "image/x"]
+        # review reaches 90% at 300 boxes (900 s) where drawing needs 400 (1,200 s): 25% fewer seconds
+        for row, share in zip(image, (0.5, 0.7, 0.9), strict=True):
+            boxes = {1: 100, 2: 200, 3: 300}[row["round"]]
+            rows.append(
+                {**row, "arm": "review/r", "unit": "review", "boxes_obtained": boxes,
+                 "seconds": 3.0 * boxes, "map50": share * FULL[seed]}
+            )  # fmt: skip
+    text = summary(rows, "toy", [], pool_boxes=1000)
+    seconds = text.split("## On estimated annotator seconds")[1].split("##")[0]
+    assert (
+        "| best box vs best image: saving per seed | review vs best drawn image: saving per seed |" in seconds
+    )
+    line = next(row for row in seconds.splitlines() if row.startswith("| 90% |"))
+    # box/a holds 90% at 600 s against review's 900 s: the best whole-image arm is now the review
+    assert line.endswith("| box/a vs review/r: 33% [33% to 33%] | review/r vs image/x: 25% [25% to 25%] |")
+    plain = summary(_rows(0) + _rows(1), "toy", [], pool_boxes=1000)
+    assert "review vs best drawn image" not in plain  # no review arm, no column
+
+
 def test_a_run_without_a_control_says_so_and_marks_no_arm_against_one() -> None:
     rows = [r for r in _rows(0) if r["arm"] not in ("control", "full")]
     text = summary(rows, "toy", [{"command": "boxal simulate --preset toy --arm box/a"}], pool_boxes=1000)
