@@ -62,7 +62,13 @@ def machine() -> str:
     if gpu:  # an embedded server's worker reads the same BOXAL_* environment as this process
         mixed = os.environ.get("BOXAL_MIXED_PRECISION", "true").lower() not in FALSE
         gpu += " (mixed precision)" if mixed else " (float32)"
-    return f"{os.cpu_count()} CPUs, {platform.machine()}" + (f", {gpu}" if gpu else "")
+    # runs made side by side on one machine are given one compute thread each (OMP_NUM_THREADS=1)
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return (
+        f"{os.cpu_count()} CPUs, {platform.machine()}"
+        + (f", OMP_NUM_THREADS={threads}" if threads else "")
+        + (f", {gpu}" if gpu else "")
+    )
 
 
 def environment() -> dict[str, Any]:
@@ -74,6 +80,7 @@ def environment() -> dict[str, Any]:
             "processor": platform.machine(),
             "cpus": os.cpu_count(),
             "accelerator": accelerator(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         },
         "commit": _commit(),
     }
