@@ -161,7 +161,7 @@ def _saving(box_cost: float, image_cost: float) -> float | None:
     return 0.0 if box_cost == 0 else None
 
 
-def _saving_text(pairs: list[float]) -> str:
+def _saving_text(pairs: list[float], other: str = "image") -> str:
     """The mean paired saving with its range; where the box arm cost more than twice the image arm's, as
     that multiple (a saving of -6730% reads better as 68x the image arm's cost)."""
     if np.mean(pairs) >= -1:
@@ -169,7 +169,7 @@ def _saving_text(pairs: list[float]) -> str:
         return f"{np.mean(pairs):.0%}{spread}"
     ratios = [1 - p for p in pairs]  # box cost / image cost
     spread = f" [{min(ratios):.1f}x to {max(ratios):.1f}x]" if len(ratios) > 1 else ""
-    return f"{np.mean(ratios):.1f}x the image arm's cost{spread}"
+    return f"{np.mean(ratios):.1f}x the {other} arm's cost{spread}"
 
 
 def _paired(
@@ -187,7 +187,7 @@ def _paired(
     pairs = [p for p in paired if p is not None]
     if len(pairs) < len(paired):  # no fraction of nothing: the other arm was there for free
         return f"{best} vs {other}: - (the {kinds[1]} arm reached it at no cost)"
-    return f"{best} vs {other}: {_saving_text(pairs)}"
+    return f"{best} vs {other}: {_saving_text(pairs, kinds[1])}"
 
 
 def level_table(
@@ -340,7 +340,8 @@ def reference_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[
         )
     for source in spec.get("reference_from", []):
         lines.append(
-            f"\nSeeds {source['seeds']}'s reference is reused from `{source['run']}` (experiment "
+            f"\nThe reference of seed{'s' * (len(source['seeds']) > 1)} "
+            f"{', '.join(map(str, source['seeds']))} is reused from `{source['run']}` (experiment "
             f"{source['experiment']}, the same data set, model settings and reference schedule): fully "
             "labeled images carry no answers, noisy targets or unknown background, so what changed in "
             "how the arms train does not change it."

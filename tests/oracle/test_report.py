@@ -168,7 +168,7 @@ def test_a_reference_from_another_experiment_stands_in_only_where_its_settings_a
         {"run": str(old[1]), "experiment": "toy-v1", "seeds": [1]},
     ]
     summary = (out / "summary.md").read_text()
-    assert f"Seeds [0]'s reference is reused from `{old[0]}` (experiment toy-v1" in summary
+    assert f"The reference of seed 0 is reused from `{old[0]}` (experiment toy-v1" in summary
     assert f"its fully supervised reference only, reused from {old[1]}" in summary
     # levels are shares of the reused reference: box/a holds 90% from 200 boxes in both seeds
     assert "| 90% | 200 [200-200] |" in summary
