@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.projects.settings import ProjectSettings  # noqa: E402
 from formats.geometry import iou  # noqa: E402
 from oracle.answers import GroundTruth  # noqa: E402
 from oracle.presets import PRESETS  # noqa: E402
@@ -175,17 +176,18 @@ def main() -> None:
     for pid, name, settings in projects:
         if "-box-" not in name:  # the box arms
             continue
-        settings = json.loads(settings)
-        mode = settings.get("noisy_targets", "frozen")
+        # validated as the worker reads them, so that a setting left at its default prints its default
+        config = ProjectSettings.model_validate(json.loads(settings))
+        mode = config.noisy_targets
         noisy, source = None, "first predictions, frozen"
         if mode in ("refreshed", "pseudo"):
             noisy, model = recomputed(args.run, pid)
-            score = settings.get("pseudo_label_score" if mode == "pseudo" else "refresh_confidence")
+            score = config.pseudo_label_score if mode == "pseudo" else config.refresh_confidence
             source = f"{mode} >= {score} by {model}"
         counts = arm_row(db, pid, truth, noisy)
         rows[name] = {
             "noisy targets from": source,
-            "unknown trains as": UNKNOWN[settings.get("unknown_background", "full")],
+            "unknown trains as": UNKNOWN[config.unknown_background],
             **counts,
             "answered background": _share(counts["answered background"], counts["queries answered"]),
             "left unknown": _share(counts["left unknown"], counts["objects in joined"]),
