@@ -70,7 +70,7 @@ def _integral(value: object) -> bool:
 
 
 def _integer_kind(annotation: object) -> str | None:
-    """"int" for a field that takes an integer only (or null), "list" for a list of them, else None."""
+    """The kind of integer a field takes: "int" (or null), "list" for a list of them, else None."""
     if annotation is int:
         return "int"
     origin, args = get_origin(annotation), get_args(annotation)

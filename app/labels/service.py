@@ -78,9 +78,7 @@ def answer(
                 "answers are never overwritten"
             )
         if query.unit == "review":
-            result = answer_review(
-                session, project, query, images[query.image_id], item, class_index, now, i
-            )
+            result = answer_review(session, project, query, images[query.image_id], item, class_index, now, i)
         elif query.unit == "box":
             result = _answer_box(
                 session, project, query, boxes[query.box_id], item, class_index, threshold, now, i
@@ -191,4 +189,3 @@ def get_event(session: Session, project_id: int, event_id: int) -> LabelEvent:
     if event is None or event.project_id != project_id:
         raise NotFound(f"label event {event_id} does not exist in project {project_id}")
     return event
-

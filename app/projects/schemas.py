@@ -34,8 +34,6 @@ class ProjectCreate(Strict):
         return self
 
 
-
-
 class ProjectUpdate(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     settings: ProjectSettingsPatch | None = Field(  # type: ignore[valid-type]

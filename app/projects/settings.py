@@ -276,6 +276,7 @@ class ProjectSettings(Strict):
             )
         return self
 
+
 def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
     """The model's fields, each optional (absent: unchanged), with their types, limits and descriptions;
     the rules between fields are checked on the merged result."""

@@ -313,8 +313,14 @@ def test_image_review_records_each_action_and_counts_on_every_axis(client, datab
             422,
         ),
         # adjust without the box it was fixed to
-        ({"action": "review", "boxes": [], "reviewed": [{"box_id": drawn[0]["box_id"], "action": "adjust"}]},
-         422),
+        (
+            {
+                "action": "review",
+                "boxes": [],
+                "reviewed": [{"box_id": drawn[0]["box_id"], "action": "adjust"}],
+            },
+            422,
+        ),
     ]
     for body, status in bad:
         response = _label(client, pid, {"query_id": q["query_id"], **body})

@@ -29,6 +29,8 @@ from tests.worker.loop import (
 )
 
 pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory):
     return generate(tmp_path_factory.mktemp("scenes"), train_images=12, test_images=3, size=96, seed=3)

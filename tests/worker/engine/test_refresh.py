@@ -55,9 +55,7 @@ def test_pseudo_labels_are_the_confident_predictions_off_every_answer_and_the_re
     """noisy_targets pseudo: at or above the confidence (0.9) and overlapping no answer at IoU 0.4 a
     prediction trains as a target; one on an answer does not; the uncertain ones are neither targets nor
     ignore regions (the unknown background decides what they train as)."""
-    record = TrainingImage(
-        "x.png", [TargetBox([0.0, 0, 10, 10], 0, box_id=1)], negatives=[[40.0, 0, 50, 10]]
-    )
+    record = TrainingImage("x.png", [TargetBox([0.0, 0, 10, 10], 0, box_id=1)], negatives=[[40.0, 0, 50, 10]])
     found = _detections(
         [
             ([20.0, 0, 30, 10], 1, 0.93),  # confident, nobody answered there: a pseudo-label
