@@ -363,6 +363,8 @@ def summary(
     spec: dict[str, Any] | None = None,
     levels: Sequence[float] = LEVELS,
 ) -> str:
+    from oracle.equal_boxes import equal_boxes_section
+
     rows, reference = relative(rows)
     reached = level_rows(rows, levels)
     seeds = sorted({r["seed"] for r in rows})
@@ -414,6 +416,7 @@ def summary(
         "full-supervision quality on VOC with 19%)",
         "",
         *lyu_table(rows, pool_boxes),
+        *equal_boxes_section(rows),
         "",
         "## Final points (mean over seeds)",
         "",

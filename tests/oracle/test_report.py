@@ -354,3 +354,38 @@ def test_a_report_tabulates_the_levels_it_is_asked_for_and_refuses_one_that_is_n
         done = CliRunner().invoke(cli, ["report", str(a), "--out", str(wrong), "--level", bad])
         assert done.exit_code == 2 and "is not a share of the reference in (0, 2]" in done.output
         assert not wrong.exists()
+
+
+def test_box_arms_meet_the_best_image_arm_at_equal_boxes_read_off_its_curve() -> None:
+    rows = _rows(0) + _rows(1)
+    # a second image arm, better early and worse late: image/y at (100, 0.5), (200, 0.7), (300, 0.75)
+    y_points = [(100, 0.5), (200, 0.7), (300, 0.75)]
+    for seed in (0, 1):
+        image_x = [r for r in _rows(seed) if r["arm"] == "image/x"]
+        rows += [
+            {**row, "arm": "image/y", "boxes_obtained": x, "map50": share * FULL[seed]}
+            for row, (x, share) in zip(image_x, y_points, strict=True)
+        ]
+    # box/b runs past both image arms' boxes in seed 1 only: that round is not compared
+    rows = [
+        {**r, "boxes_obtained": 450} if (r["arm"], r["seed"], r["round"]) == ("box/b", 1, 3) else r
+        for r in rows
+    ]
+    text = summary(rows, "toy", [], pool_boxes=1000)
+    section = text.split("## At equal boxes obtained")[1].split("## Final")[0]
+    # at 200 boxes image/x reads 0.5 + 0.2 * 100/150 = 63.3% and image/y 70%: image/y is the best there
+    assert "| box/a | 2 | 200 | 90.0% | image/y: 70.0% | +20.0 [+20.0 to +20.0] |" in section
+    # at 300 boxes image/x reads 76.7% and image/y 75%
+    assert "| box/a | 3 | 300 | 100.0% | image/x: 76.7% | +23.3 [+23.3 to +23.3] |" in section
+    assert "| box/b | 3 | 375 | - | - | - (no image arm's runs cover these boxes) |" in section
+    assert "- box/a: above the best image arm in 2 of its 2 rounds of queries." in section
+    assert "- box/b: above the best image arm in 1 of its 2 rounds of queries (1 not compared" in section
+    # a box arm below the image arm: the gap is negative, paired seed by seed
+    worse = [
+        {**r, "map50": 0.6 * FULL[r["seed"]]} if r["arm"] == "box/a" and r["round"] == 2 else r for r in rows
+    ]
+    assert "| box/a | 2 | 200 | 60.0% | image/y: 70.0% | -10.0 [-10.0 to -10.0] |" in summary(
+        worse, "toy", [], pool_boxes=1000
+    )
+    no_image = [r for r in rows if not r["arm"].startswith("image/")]
+    assert "At equal boxes" not in summary(no_image, "toy", [], pool_boxes=1000)
