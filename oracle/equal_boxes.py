@@ -15,6 +15,8 @@ import numpy as np
 from oracle.levels import value_at
 from oracle.report import curves
 
+UNCOVERED = "no image arm's runs cover {} boxes on every seed"
+
 
 def _best_image(
     image: dict[str, dict[int, np.ndarray]], points: dict[int, tuple[float, float]]
@@ -34,27 +36,27 @@ def _best_image(
 
 def _box_arm_lines(
     arm: str, rounds: dict[int, dict[int, tuple[float, float]]], image: dict[str, dict[int, np.ndarray]]
-) -> tuple[list[str], int]:
-    """One box arm's rows, and in how many of its rounds of queries it was above the best image arm."""
-    lines, above = [], 0
+) -> tuple[list[str], int, int]:
+    """One box arm's rows, in how many of its rounds of queries an image arm could be compared with it,
+    and in how many it was above the best image arm."""
+    lines, compared, above = [], 0, 0
     for number in sorted(rounds):
         points = dict(sorted(rounds[number].items()))
         boxes = f"{np.mean([x for x, _ in points.values()]):.0f}"
         best = _best_image(image, points)
         if best is None:
-            lines.append(
-                f"| {arm} | {number} | {boxes} | - | - | - (no image arm's runs cover these boxes) |"
-            )
+            lines.append(f"| {arm} | {number} | {boxes} | - | - | - ({UNCOVERED.format('these')}) |")
             continue
         name, values = best
         gaps = [mine - theirs for (_, mine), theirs in zip(points.values(), values, strict=True)]
         spread = f" [{min(gaps) * 100:+.1f} to {max(gaps) * 100:+.1f}]" if len(gaps) > 1 else ""
+        compared += 1
         above += float(np.mean(gaps)) > 0
         lines.append(
             f"| {arm} | {number} | {boxes} | {np.mean([m for _, m in points.values()]):.1%} | "
             f"{name}: {np.mean(values):.1%} | {np.mean(gaps) * 100:+.1f}{spread} |"
         )
-    return lines, above
+    return lines, compared, above
 
 
 def equal_boxes_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -85,13 +87,12 @@ def equal_boxes_section(rows: list[dict[str, Any]]) -> list[str]:
             if row["arm"] == arm and row["round"] > 1 and row.get("map50_of_full") is not None:
                 point = (float(row["boxes_obtained"]), float(row["map50_of_full"]))
                 rounds.setdefault(row["round"], {})[row["seed"]] = point
-        own, above = _box_arm_lines(arm, rounds, image)
+        own, compared, above = _box_arm_lines(arm, rounds, image)
         lines += own
-        compared = sum("no image arm" not in line for line in own)
         verdicts.append(
             f"- {arm}: above the best image arm in {above} of its {len(rounds)} rounds of queries"
             + (
-                f" ({len(rounds) - compared} not compared: no image arm's runs cover its boxes)."
+                f" ({len(rounds) - compared} not compared: {UNCOVERED.format('its')})."
                 if compared < len(rounds)
                 else "."
             )

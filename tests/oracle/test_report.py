@@ -377,7 +377,7 @@ def test_box_arms_meet_the_best_image_arm_at_equal_boxes_read_off_its_curve() ->
     assert "| box/a | 2 | 200 | 90.0% | image/y: 70.0% | +20.0 [+20.0 to +20.0] |" in section
     # at 300 boxes image/x reads 76.7% and image/y 75%
     assert "| box/a | 3 | 300 | 100.0% | image/x: 76.7% | +23.3 [+23.3 to +23.3] |" in section
-    assert "| box/b | 3 | 375 | - | - | - (no image arm's runs cover these boxes) |" in section
+    assert "| box/b | 3 | 375 | - | - | - (no image arm's runs cover these boxes on every seed) |" in section
     assert "- box/a: above the best image arm in 2 of its 2 rounds of queries." in section
     assert "- box/b: above the best image arm in 1 of its 2 rounds of queries (1 not compared" in section
     # a box arm below the image arm: the gap is negative, paired seed by seed
