@@ -27,35 +27,45 @@ READS_RUNS = (
     "python bench/noisy_targets.py",
 )  # they start after the runs printed before them
 ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=\S+$")
+PART = re.compile(r"\s--(seed|arm|out)\s+(\S+)")  # what tells apart the parts of one experiment
+SEED_OUT = re.compile(r"\s--(seed|out)\s+\S+")  # what tells apart the seeds of the same arms
 
 
 def published() -> list[str]:
     """The runnable lines of every bash block of the docs, comments off, each once, in order.
 
     A benchmark printed twice with only its numbers changed (``--budget 150`` and ``--budget 600``) is
-    one command at smoke size, where ``--smoke`` sets the sizes: it runs once. Every ``boxal simulate``
-    line is listed; `smoke_runs` says which of them share one run.
+    one command at smoke size, where ``--smoke`` sets the sizes: it runs once (`distinct`). Every
+    ``boxal simulate`` line is listed; `smoke_runs` says which of them share one run.
     """
-    commands: list[str] = []
-    for doc in DOCS:
-        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S):
-            for line in block.splitlines():
-                command = line.split("  #")[0].strip()
-                if _program(command).startswith(RUNNABLE) and _same_run(command) not in map(
-                    _same_run, commands
-                ):
-                    commands.append(command)
-    return commands
+    lines = [
+        line.split("  #")[0].strip()
+        for doc in DOCS
+        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S)
+        for line in block.splitlines()
+    ]
+    return distinct([line for line in lines if _program(line).startswith(RUNNABLE)])
 
 
-def _same_run(command: str) -> str:
-    """What identifies a run at smoke size: a benchmark's numbers do not."""
-    if _program(command).startswith("python bench/"):
-        return re.sub(r"(?<=\s)[0-9][0-9_.]*(?=\s|$)", "N", command)
-    return command
+def distinct(commands: list[str]) -> list[str]:
+    """The commands that differ at smoke size, each once, in order.
 
-
-PART = re.compile(r"\s--(seed|arm|out)\s+(\S+)")  # what tells apart the parts of one experiment
+    A benchmark's numbers do not tell runs apart, nor which seed of the same arms an analysis reads:
+    ``noisy_targets.py`` printed for the box parts of seeds 0 and 1 runs once at smoke size, on the first,
+    and the other part joins its experiment's shared run (`smoke_runs`). Parts with other arms stay apart.
+    """
+    experiment: dict[str, str] = {}  # a simulate part's --out -> its experiment's settings
+    kept: dict[str, str] = {}  # what identifies a run at smoke size -> the first command printed for it
+    for command in commands:
+        named = dict(PART.findall(command))
+        if _program(command).startswith("boxal simulate") and "arm" in named and "out" in named:
+            experiment[named["out"]] = SEED_OUT.sub("", command)
+        same = command
+        if _program(command).startswith("python bench/"):
+            same = re.sub(r"(?<=\s)[0-9][0-9_.]*(?=\s|$)", "N", command)
+            same = " ".join(experiment.get(word, word) for word in same.split(" "))
+        kept.setdefault(same, command)
+    return list(kept.values())
 
 
 def smoke_runs(commands: list[str]) -> dict[str, str]:
@@ -140,6 +150,29 @@ def test_parts_of_one_experiment_share_a_smoke_run() -> None:
     plan = smoke_runs([a, b, read, other, every, bare, report])
     assert plan[a] == plan[b] == f"{a} --arm control"
     assert [plan[c] for c in (read, other, every, bare, report)] == [read, other, every, bare, report]
+
+
+def test_an_analysis_printed_for_each_seed_of_the_same_arms_runs_once() -> None:
+    simulate = "OMP_NUM_THREADS=1 boxal simulate --preset bccd"
+    parts = [
+        (0, "box/paper", "s0-a"),
+        (1, "box/paper", "s1-a"),
+        (1, "image/random", "s1-b"),
+        (0, "box/new-soft", "s0-c"),
+    ]
+    s0, s1, s1_images, s0_other = (
+        f"{simulate} --seed {n} --arm {arm} --out experiments/{out}" for n, arm, out in parts
+    )
+    on_s0, on_s1, on_other = (
+        f"python bench/noisy_targets.py experiments/{part}" for part in ("s0-a", "s1-a", "s0-c")
+    )
+    report = "boxal report experiments/s0-a --out merged"
+    budgets = ["python bench/lease_bench.py --budget 150", "python bench/lease_bench.py --budget 600"]
+    commands = distinct([s0, s1, s1_images, s0_other, on_s0, on_s1, on_other, report, *budgets])
+    assert commands == [s0, s1, s1_images, s0_other, on_s0, on_other, report, budgets[0]]
+    plan = smoke_runs(commands)  # what reads s0-a and s0-c runs as printed; s1-a now joins s1-b
+    assert (plan[s0], plan[s0_other]) == (s0, s0_other)
+    assert plan[s1] == plan[s1_images] == f"{s1} --arm image/random"
 
 
 def test_a_report_reads_committed_runs_as_they_are_and_writes_under_the_smoke_folder(tmp_path: Path) -> None:
