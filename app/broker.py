@@ -9,8 +9,9 @@ what the embedded default uses):
   it into place, so a message is visible whole or not at all;
 - claims a message by renaming it into the ``processed`` folder beside the queue (one atomic rename: two
   consumers never take the same file), reads it there and removes it;
-- sets a message it cannot read (not JSON, not a kombu message) aside in the ``rejected`` folder, logs it
-  and counts it (``boxal_broker_messages_set_aside_total``), and goes on to the next: never a crash.
+- sets a message it cannot read (not a file, not JSON, not a kombu message) aside in the ``rejected``
+  folder, logs it and counts it (``boxal_broker_messages_set_aside_total``), and goes on to the next: never
+  a crash.
 """
 
 from __future__ import annotations
@@ -74,9 +75,6 @@ class Channel(filesystem.Channel):
                 continue  # another consumer took it, or it was purged
             try:
                 raw = claimed.read_bytes()
-            except OSError as exc:
-                raise ChannelError(f"cannot read the message {claimed}") from exc
-            try:
                 payload = loads(bytes_to_str(raw))
                 self.Message(payload, channel=self)  # what the consumer will build: it must not fail there
             except Exception as exc:

@@ -57,7 +57,9 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, 
 
 
 def worker_command(settings: Settings, name: str = "boxal@%h") -> list[str]:
-    """The Celery worker command line that both `boxal worker` and the embedded mode run."""
+    """The Celery worker command line that both `boxal worker` and the embedded mode run: tasks run in
+    threads of the one worker process, so that a kill takes it whole and it is restarted (worker/limits.py
+    says why not Celery's prefork pool)."""
     command = [
         sys.executable,
         "-m",
@@ -71,6 +73,8 @@ def worker_command(settings: Settings, name: str = "boxal@%h") -> list[str]:
         name,
         "--loglevel",
         settings.log_level.upper(),
+        "--pool",
+        "threads",
         "-c",
         str(settings.worker_concurrency),
     ]

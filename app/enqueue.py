@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import os
 from typing import Any
 
 from celery import Celery
@@ -56,6 +59,46 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": 24 * 3600,
         }
     return config
+
+
+def waiting_jobs(celery: Celery, queue: str = QUEUE) -> set[str] | None:
+    """The job ids (each task's first argument) of the messages waiting in ``queue``, read without taking
+    them: the embedded queue's files, or Redis's list. None where the broker cannot be read so (AMQP) or
+    does not answer."""
+    try:
+        with celery.connection_for_read() as conn:
+            if conn.transport.driver_type == broker.SCHEME:
+                folder = celery.conf.broker_transport_options["data_folder_in"]
+                raw: list[bytes] = []
+                for name in os.listdir(folder):
+                    if broker.is_message_of(name, queue):
+                        try:
+                            with open(os.path.join(folder, name), "rb") as handle:
+                                raw.append(handle.read())
+                        except OSError:  # taken by a consumer meanwhile, or not a file
+                            continue
+            elif conn.transport.driver_type == "redis":
+                conn.ensure_connection(max_retries=1)
+                with conn.channel() as channel:
+                    raw = list(channel.client.lrange(queue, 0, -1))
+            else:
+                return None
+    except Exception as exc:  # kombu raises many types for an unreachable broker
+        log.warning("cannot read the messages waiting in %s: %s", queue, exc)
+        return None
+    return {job for job in map(_first_argument, raw) if job is not None}
+
+
+def _first_argument(raw: bytes) -> str | None:
+    try:
+        message = json.loads(raw)
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return str(args[0]) if args else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def make_celery(settings: Settings, name: str = "boxal") -> Celery:

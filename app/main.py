@@ -29,7 +29,7 @@ from app.jobs.router import router as jobs_router
 from app.label_studio.router import router as label_studio_router
 from app.labels.router import router as labels_router
 from app.lifeline import watch_parent
-from app.middleware import BodyLimit, CancelOnDisconnect, RequestMetrics
+from app.middleware import BodyLimit, CancelOnDisconnect, InternalErrors, RequestMetrics
 from app.openapi import allowed_methods, state_enforced_limits
 from app.projects.router import router as projects_router
 from app.queries.router import router as queries_router
@@ -87,8 +87,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error(503, "unavailable", "the database connection was lost; nothing was saved, retry")
         return await internal_error(_, exc)
 
-    @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        """Within the exception middleware; anything else unexpected ends in app/middleware.InternalErrors."""
         incident = uuid.uuid4().hex[:12]
         log.exception("internal error %s", incident, exc_info=exc)
         return _error(
@@ -137,5 +137,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     state_enforced_limits(app, settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
-    app.add_middleware(CancelOnDisconnect)  # outermost: it owns the server's receive
+    app.add_middleware(CancelOnDisconnect)  # it owns the server's receive
+    app.add_middleware(InternalErrors)  # outermost: a 500 that does not close the connection
     return app

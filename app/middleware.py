@@ -1,11 +1,13 @@
 """ASGI middleware: work stops for clients that have gone, request body size limit (413 before the body
-is read), and request metrics."""
+is read), request metrics, and the last word on an unexpected error (a 500 that keeps the connection)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 import anyio
@@ -34,6 +36,19 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+class _Response:
+    """Passes a response's messages on and remembers whether it has started."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
 class BodyLimit:
     """Refuse bodies over ``max_bytes``: by Content-Length at once, or while streaming a chunked body."""
 
@@ -56,7 +71,7 @@ class BodyLimit:
                     await _send_json(send, 413, {"error": "too_large", "detail": detail})
                     return
         received = 0
-        started = False
+        response = _Response(send)
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -67,16 +82,10 @@ class BodyLimit:
                     raise BodyTooLarge(detail)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, response.send)
         except BodyTooLarge:
-            if not started:
+            if not response.started:
                 await _send_json(send, 413, {"error": "too_large", "detail": detail})
 
 
@@ -169,3 +178,28 @@ class RequestMetrics:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             REQUESTS.labels(scope.get("method", ""), path, str(status)).observe(time.perf_counter() - start)
+
+
+class InternalErrors:
+    """An unexpected exception becomes a 500 ``{"error": "internal", "detail"}`` with an incident id in the
+    log, and goes no further. Starlette's own last resort re-raises after answering, and uvicorn then closes
+    the connection, so a client's next request on it (even /health) failed with a reset; here the
+    connection stays usable. A response already under way cannot be mended: then the error goes on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response = _Response(send)
+        try:
+            await self.app(scope, receive, response.send)
+        except Exception as exc:
+            if response.started:
+                raise
+            incident = uuid.uuid4().hex[:12]
+            logging.getLogger("boxal").error("internal error %s", incident, exc_info=exc)
+            detail = f"internal error (incident {incident}); this is a bug, please report it"
+            await _send_json(send, 500, {"error": "internal", "detail": detail})

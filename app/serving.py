@@ -31,6 +31,7 @@ METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess dir
 
 log = logging.getLogger("boxal.serve")
 THREAD_JOIN_S = 1.0  # after the grace period: how long idle request threads get to wind down
+STOP_MARGIN_S = 1.0  # of the grace period, kept for killing a worker that has not stopped, and exiting
 
 
 class EmbeddedWorker:
@@ -209,10 +210,11 @@ def serve(settings: Settings, host: str, port: int, worker: EmbeddedWorker | Non
             server = _Server(config, worker)
             server.run()
     finally:
-        if worker is not None:  # it was told to stop with the server: it gets what is left of the grace
+        if worker is not None:  # it was told to stop with the server: it gets what is left of the grace,
+            # less the moment killing it and exiting take (a task it is running is taken on after a restart)
             since = server.stop_requested_at if server is not None else None
             left = grace - (time.monotonic() - since) if since is not None else grace
-            worker.stop(timeout=max(1.0, left))
+            worker.stop(timeout=max(0.5, left - STOP_MARGIN_S))
         _exit_past_busy_threads()
 
 

@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     shard_images: int = Field(64, ge=1, description="pool images per scoring task (shards run in parallel)")
     train_time_limit_s: int = Field(24 * 3600, description="a round's training is stopped after this")
     task_time_limit_s: int = Field(2 * 3600, description="limit for scoring, ranking, evaluation tasks")
-    worker_concurrency: int = Field(1, ge=1, description="tasks one worker process runs at once")
+    worker_concurrency: int = Field(
+        1, ge=1, description="tasks one worker process runs at once (threads of that one process)"
+    )
     worker_restarts: int = Field(
         10,
         ge=0,

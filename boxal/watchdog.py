@@ -35,8 +35,10 @@ class Watchdog:
 
     def __call__(self, job: dict[str, Any]) -> None:
         now = self.clock()
-        # any change of state, progress or heartbeat is a sign of life
-        sign = json.dumps([job.get("state"), job.get("progress"), job.get("heartbeat_at")], sort_keys=True)
+        # a change of the job's own state, progress or heartbeat is a sign of life; being sent again by a
+        # reaper is not (servers before 2026-12-06 wrote that into the progress as recovered_at)
+        progress = {k: v for k, v in (job.get("progress") or {}).items() if k != "recovered_at"}
+        sign = json.dumps([job.get("state"), progress, job.get("heartbeat_at")], sort_keys=True)
         if sign != self._sign:
             self._sign, self._moved_at = sign, now
         elif now - self._moved_at > self.stall_s:

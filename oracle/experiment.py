@@ -1,9 +1,12 @@
 """The experiment runner: arms (unit x strategy x settings) x seeds against a boxal server, over its REST API.
 
-Per seed: one project trains the initial model on a random initial labeled set; every arm is a project of
-its own that adopts that model for round 1 (settings.initial_model), as the paper shares one baseline
-across methods. Each arm then serves queries that the oracle answers until the round closes (its budget:
-answers, or boxes obtained), waits for the next model, and records the round's curve point. With
+Per seed: one project trains the initial model on a random initial labeled set, by the reference's rule when
+``initial_rounds`` > 1 (warm-started rounds until one adds less than ``full_tolerance`` of its best mAP@0.5:
+a first model that has finished learning, so that the arms' curves measure labels, not training time);
+every arm is a project of its own that adopts that model (the last round's) for round 1
+(settings.initial_model), as the paper shares one baseline across methods. Each arm then serves queries
+that the oracle answers until the round closes (its budget: answers, or boxes obtained), waits for the
+next model, and records the round's curve point. With
 ``control``, a project that gets no new labels retrains for the same rounds and steps, so that a gain can
 be told from extra training; with ``full_supervision``, a project with every pool box, trained to convergence
 on a schedule of its own (rounds of ``full_settings`` steps until a round raises its best mAP@0.5 by less
@@ -68,6 +71,9 @@ class Experiment:
     full_settings: dict[str, Any] = field(default_factory=dict)  # the reference's round (over settings)
     full_rounds: int = 1  # the reference's rounds at most (warm-started when more than one)
     full_tolerance: float = 0.02  # it stops after a round that raises its best mAP@0.5 by under this share
+    # the initial model trains by the same rule: warm-started rounds of initial_settings' steps until a
+    # round adds less than full_tolerance to its best mAP@0.5, at most initial_rounds (1: one round)
+    initial_rounds: int = 1
     cost: CostModel = field(default_factory=CostModel)
     accept_iou: float | None = ACCEPT_IOU  # the oracle accepts a right-class box at this IoU (None: never)
     rule: str | None = None  # a pilot's rule for choosing its arm, written before it runs (pilot_choice)
@@ -184,6 +190,7 @@ class Runner:
         for number, point in sorted(points.items()):
             if (arm, seed, number) in known:
                 continue
+            served, reason = point.pop("unit", None), point.pop("unit_reason", None)
             row = {
                 "experiment": self.experiment.name,
                 "dataset": self.dataset.name,
@@ -192,6 +199,7 @@ class Runner:
                 "strategy": strategy,
                 "seed": seed,
                 **point,
+                **({"unit_served": served, "unit_reason": reason} if served else {}),  # unit auto's choice
                 "wall_s": round(time.monotonic() - started, 1),
             }
             self.rows.append(row)
@@ -240,12 +248,12 @@ class Runner:
         if experiment.arms or experiment.control:
             base = {**experiment.settings, "seed": seed}
             started = time.monotonic()
-            init_pid = self._project(
-                f"s{seed}-initial", {**base, **experiment.initial_settings}, initial, initial
-            )
-            self._wait("initial", self.client.start_round(init_pid)["job_id"])
-            initial_model = self.client.rounds(init_pid)[1]["model_version"]
-            self._record("initial", "-", "-", seed, init_pid, started)
+            initial_settings = {**base, **experiment.initial_settings}
+            if experiment.initial_rounds > 1:
+                initial_settings["warm_start"] = True  # each round trains on from the last
+            init_pid = self._project(f"s{seed}-initial", initial_settings, initial, initial)
+            self._converge("initial", init_pid, seed, started, experiment.initial_rounds)
+            initial_model = self.client.rounds(init_pid)[-1]["model_version"]
             for arm in experiment.arms:
                 self.run_arm(arm, seed, initial, initial_model)
             if experiment.control:
@@ -271,12 +279,17 @@ class Runner:
         settings = {**experiment.settings, **experiment.full_settings, "seed": seed, "warm_start": True}
         pool = self.dataset.pool
         pid = self._project(f"s{seed}-full", settings, pool, pool)
+        self._converge("full", pid, seed, started, experiment.full_rounds)
+
+    def _converge(self, arm: str, pid: int, seed: int, started: float, most: int) -> None:
+        """Rounds (warm-started) until one raises the best mAP@0.5 by less than the tolerance (a share of
+        that best: a fixed step would stop a model still near zero), at most ``most``; each recorded."""
         best = None
-        for _ in range(experiment.full_rounds):
-            self._wait("full", self.client.start_round(pid)["job_id"])
-            self._record("full", "-", "-", seed, pid, started)
+        for _ in range(most):
+            self._wait(arm, self.client.start_round(pid)["job_id"])
+            self._record(arm, "-", "-", seed, pid, started)
             now = float(self.client.curve(pid)[-1]["map50"] or 0.0)
-            if best is not None and now - best < experiment.full_tolerance * best:
+            if best is not None and now - best < self.experiment.full_tolerance * best:
                 return
             best = now if best is None else max(best, now)
 
@@ -319,7 +332,7 @@ class Runner:
         The lease names no unit, so a box arm whose box queries run out is served image queries, as any
         client would be. Near the end of a boxes budget, leases get smaller (an image query at a time)
         so that no round overshoots its budget by much."""
-        answered, whole_images = 0, arm.unit != "box"  # image and review queries
+        answered, whole_images = 0, arm.unit in ("image", "review")  # auto: as its round's queries say
         while True:
             project = self.client.project(pid)
             size = project["settings"]["round_size"]

@@ -118,11 +118,17 @@ def merge_runs(
                 if (seed, arm) in seen:
                     raise ValueError(f"seed {seed}'s {arm} is in both {seen[seed, arm]} and {run}")
                 seen[seed, arm] = run
+        last_initial: dict[int, dict[str, Any]] = {}  # the model this run's arms adopted, per seed
         for row in log:
-            if row["arm"] == "initial":
-                initial[row["seed"]].append({"run": str(run), "map50": row["map50"]})
-                if len(initial[row["seed"]]) > 1:
-                    continue
+            if row["arm"] == "initial" and (
+                row["seed"] not in last_initial or row["round"] > last_initial[row["seed"]]["round"]
+            ):
+                last_initial[row["seed"]] = row
+        for seed, row in last_initial.items():
+            initial[seed].append({"run": str(run), "map50": row["map50"]})
+        for row in log:
+            if row["arm"] == "initial" and initial[row["seed"]][0]["run"] != str(run):
+                continue  # each seed's initial model once: the first run's (all its rounds)
             rows.append(row)
     assert settings is not None
     seeds = sorted({seed for seed, _ in seen})

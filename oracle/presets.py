@@ -54,14 +54,26 @@ NEW_LOOP = {
 }
 
 
-def new_loop(strategy: str, background: str) -> Arm:
+def new_loop(strategy: str, background: str, *, balanced: bool = False) -> Arm:
     views = "+consistency" if strategy == "consistency" else ""
     return Arm(
         "box",
         strategy,
-        settings={**NEW_LOOP, "unknown_background": background},
-        label=f"box/new-{background}{views}",
+        settings={**NEW_LOOP, "unknown_background": background, **(BALANCED if balanced else {})},
+        label=f"box/new-{background}{views}{'+balanced' * balanced}",
     )
+
+
+# Lyu et al.'s balanced sampler: half of every batch from complete images (the initial set, image answers,
+# reviews, fallback images), half from partly labeled ones
+BALANCED = {"complete_share": 0.5}
+
+
+def auto_arm(gate: float) -> Arm:
+    """unit auto with a quality gate for box queries (auto_min_recall), the new loop's training (balanced:
+    its rounds mix reviewed and box-answered images)."""
+    settings = {**NEW_LOOP, "unknown_background": "soft", **BALANCED, "auto_min_recall": gate}
+    return Arm("auto", "least_confidence_bg", settings=settings, label=f"auto/gate-{gate}")
 
 
 REVIEW = Arm("review", "least_confidence", "mean", label="review/least_confidence")
@@ -90,6 +102,30 @@ PILOT_RULE = (
 # Two rounds of queries after the initial model, as the first pilot ran: eight runs of four rounds are
 # about four hours on the 2-core CPU machine, more than a working session; a half-run pilot decides nothing
 PILOT_ROUNDS = 2
+# The third pilots (issue 45), written before they ran: after a first model trained until it stopped
+# improving, the paper's box loop, the chosen new loop with and without balanced batches, unit auto at two
+# quality gates, image/random, image review and the control; three rounds of queries (auto chooses from
+# its second round on, on what the reviews of the first measured)
+PILOT3_ARMS = [
+    PAPER_BOX,
+    new_loop("least_confidence_bg", "soft"),
+    new_loop("least_confidence_bg", "soft", balanced=True),
+    auto_arm(0.6),
+    auto_arm(0.9),
+    Arm("image", "random"),
+    REVIEW,
+]
+PILOT3_ROUNDS = 3
+PILOT3_RULE = (
+    "the box arm (box/paper, box/new-soft or box/new-soft+balanced) with the highest mean mAP@0.5 over the "
+    "rounds of queries, every arm obtaining 100 boxes and training 200 steps per round from the same "
+    "converged first model; a tie within 0.005 goes to the arm whose answers took fewer annotator seconds "
+    "in all. auto's quality gate (auto_min_recall) likewise between its two arms (0.6 and 0.9); where both "
+    "served the same unit in every round they ran alike, and the documented default 0.7 stays"
+)
+# a first model that has finished learning (issue 45): the reference's rule on the initial set, rounds of
+# 450 steps (the initial model's schedule before) until one adds under 2% of the best mAP@0.5, at most 8
+CONVERGED_ROUNDS = 8
 PRETRAINED_CPU = {
     "model": "faster_rcnn_mnv2_fpn_lite",
     "min_size": 320,
@@ -181,6 +217,7 @@ def _reviewed(
     control: bool | None = None,
     settings: dict[str, Any] | None = None,
     rule: str | None = None,
+    initial_rounds: int = 1,
 ) -> Experiment:
     """Equal compute per arm (steps per round), an equal box budget per round, the control and the fully
     supervised reference: what a reviewer asks of a box vs image comparison. ``settings``: the projects'
@@ -195,6 +232,7 @@ def _reviewed(
         image_round=100,
         settings=dict(settings or PRETRAINED_CPU),
         initial_settings={"iterations": 450},
+        initial_rounds=initial_rounds,
         round_boxes=100,
         control=reference if control is None else control,
         full_supervision=reference,
@@ -229,6 +267,7 @@ PRESETS: dict[str, Preset] = {
                 "warm_start": True,
             },
             initial_settings={"iterations": 40},
+            initial_rounds=2,  # the converged first model's rule, at toy size
             control=True,
             full_supervision=True,
             full_settings={"iterations": 40},
@@ -276,7 +315,42 @@ PRESETS: dict[str, Preset] = {
     ),
     "bccd-pilot": Preset(
         "bccd-pilot",
-        "BCCD, seed 7 (no reported run uses it): the paper's box arm, the new loop's four "
+        "BCCD, seed 7 (no reported run uses it), after a first model trained until it stopped improving: "
+        "the paper's box loop, the new loop with and without balanced batches, unit auto at two quality "
+        "gates, image/random, image review and the control, to choose the box arm and auto's gate by a "
+        "rule written down before it ran: " + PILOT3_RULE,
+        _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
+        lambda: _reviewed(
+            "bccd-pilot-v3",
+            PILOT3_ARMS,
+            seeds=[7],
+            rounds=PILOT3_ROUNDS,
+            reference=False,
+            control=True,
+            rule=PILOT3_RULE,
+            initial_rounds=CONVERGED_ROUNDS,
+        ),
+    ),
+    "aquarium-pilot": Preset(
+        "aquarium-pilot",
+        "Aquarium, seed 7, the bccd-pilot's arms and rule at the aquarium preset's settings: " + PILOT3_RULE,
+        _aquarium,
+        lambda: _reviewed(
+            "aquarium-pilot-v3",
+            PILOT3_ARMS,
+            seeds=[7],
+            rounds=PILOT3_ROUNDS,
+            reference=False,
+            control=True,
+            settings=AQUARIUM,
+            rule=PILOT3_RULE,
+            initial_rounds=CONVERGED_ROUNDS,
+        ),
+    ),
+    "bccd-pilot-v2": Preset(
+        "bccd-pilot-v2",
+        "the second pilot (2026-12-03, docs/results/bccd-pilot-v2/): BCCD, seed 7, the paper's box arm, the "
+        "new loop's four "
         "(least_confidence_bg or consistency x soft or ignored unknown background), image/random, image "
         "review and the control, "
         "to choose the box arm of the next reviewed runs by a rule written down before it ran: " + PILOT_RULE,
@@ -291,9 +365,10 @@ PRESETS: dict[str, Preset] = {
             rule=PILOT_RULE,
         ),
     ),
-    "aquarium-pilot": Preset(
-        "aquarium-pilot",
-        "Aquarium, seed 7, the bccd-pilot's arms and rule at the aquarium preset's settings: " + PILOT_RULE,
+    "aquarium-pilot-v2": Preset(
+        "aquarium-pilot-v2",
+        "the second Aquarium pilot (docs/results/aquarium-pilot-v2/): seed 7, the bccd-pilot-v2's arms and "
+        "rule at the aquarium preset's settings: " + PILOT_RULE,
         _aquarium,
         lambda: _reviewed(
             "aquarium-pilot",

@@ -35,6 +35,7 @@ REFERENCE_ARMS = ("initial", "control", "full")
 ROUND_FIELDS = [
     "experiment", "dataset", "arm", "unit", "strategy", "seed", "round", "boxes_obtained",
     "queries_answered", "seconds", "map", "map50", "map50_of_full", "model_version", "notice", "wall_s",
+    "unit_served", "unit_reason",
 ]  # fmt: skip
 
 
@@ -82,7 +83,7 @@ def curves(
     """arm -> seed -> (n, 2) array of (cost, metric), rounds in order. On the queries and seconds axes
     every arm starts at the initial model (cost 0); on boxes its first round already has the initial set."""
     out: dict[str, dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-    initial = {r["seed"]: r for r in rows if r["arm"] == "initial"}
+    initial = initial_models(rows)
     for row in sorted(rows, key=lambda r: (r["arm"], r["seed"], r["round"])):
         if row["arm"] in REFERENCE_ARMS or row.get(metric) is None:
             continue
@@ -98,6 +99,16 @@ def curves(
             ):
                 points.insert(0, (0.0, float(start[metric])))
     return {arm: {seed: np.asarray(p) for seed, p in seeds.items()} for arm, seeds in out.items()}
+
+
+def initial_models(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per seed, the initial model every arm adopts: the initial project's last round (it trains several
+    when it trains to convergence)."""
+    out: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if row["arm"] == "initial" and (row["seed"] not in out or row["round"] > out[row["seed"]]["round"]):
+            out[row["seed"]] = row
+    return out
 
 
 def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
@@ -309,6 +320,56 @@ def finals_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+STILL_RISING = "still rising at its last round: not shown to have converged"
+
+
+def _convergence(rows: list[dict[str, Any]], steps: int | None, tolerance: float | None) -> list[str]:
+    """Table rows: per seed, mAP@0.5 round by round, the last round's gain, whether it converged, and the
+    wall time (the runner's clock at its last round)."""
+    lines = []
+    for seed in sorted({r["seed"] for r in rows}):
+        own = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["round"])
+        curve = [r["map50"] or 0.0 for r in own]
+        gain = curve[-1] - max(curve[:-1]) if len(curve) > 1 else None
+        converged = gain is not None and tolerance is not None and gain < tolerance * max(curve[:-1])
+        took = own[-1].get("wall_s")
+        lines.append(
+            f"| {seed} | {len(curve) * steps if steps else '-'} | {', '.join(f'{m:.3f}' for m in curve)} | "
+            f"{'-' if gain is None else f'{gain:+.3f}'} | "
+            f"{'converged' if converged else STILL_RISING} | "
+            f"{'-' if took is None else f'{took / 60:.0f} min'} |"
+        )
+    return lines
+
+
+PRESETS_STEPS = "the preset’s"
+
+
+def initial_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[str]:
+    """Markdown: how the initial model every arm adopts was trained (by the reference's rule, where the
+    experiment trains it to convergence) and, per seed, its rounds."""
+    initial = [r for r in rows if r["arm"] == "initial"]
+    most = int(spec.get("initial_rounds") or 1)
+    if not initial or most <= 1:
+        return []
+    steps = {**spec.get("settings", {}), **spec.get("initial_settings", {})}.get("iterations")
+    tolerance = spec.get("full_tolerance")
+    return [
+        "",
+        "## The initial model",
+        "",
+        "Trained on the initial images by the reference's rule: warm-started rounds of "
+        f"{steps or PRESETS_STEPS} optimizer steps until a round raised its best mAP@0.5 by less than "
+        f"{'a set share' if tolerance is None else f'{tolerance:.0%}'} of it, at most {most} rounds; every "
+        "arm adopts its last round's model, so that the arms' curves measure labels, not unfinished "
+        "training.",
+        "",
+        "| seed | steps | mAP@0.5 round by round | last round's gain | stopped | took |",
+        "| ---: | ---: | --- | ---: | --- | ---: |",
+        *_convergence(initial, steps, tolerance),
+    ]
+
+
 def reference_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[str]:
     """Markdown: the reference's schedule and, per seed, its mAP@0.5 round by round and whether it
     stopped because it had converged or because its rounds ran out."""
@@ -326,18 +387,10 @@ def reference_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[
         f"{'a set share' if tolerance is None else f'{tolerance:.0%}'} of it"
         f"{f', at most {most} rounds' if most else ''}; the reference is its last round.",
         "",
-        "| seed | steps | mAP@0.5 round by round | last round's gain | stopped |",
-        "| ---: | ---: | --- | ---: | --- |",
+        "| seed | steps | mAP@0.5 round by round | last round's gain | stopped | took |",
+        "| ---: | ---: | --- | ---: | --- | ---: |",
+        *_convergence(full, steps, tolerance),
     ]
-    for seed in sorted({r["seed"] for r in full}):
-        curve = [r["map50"] or 0.0 for r in sorted(full, key=lambda r: r["round"]) if r["seed"] == seed]
-        gain = curve[-1] - max(curve[:-1]) if len(curve) > 1 else None
-        converged = gain is not None and tolerance is not None and gain < tolerance * max(curve[:-1])
-        lines.append(
-            f"| {seed} | {len(curve) * steps if steps else '-'} | {', '.join(f'{m:.3f}' for m in curve)} | "
-            f"{'-' if gain is None else f'{gain:+.3f}'} | "
-            f"{'converged' if converged else 'still rising at its last round: not shown to have converged'} |"
-        )
     for source in spec.get("reference_from", []):
         lines.append(
             f"\nThe reference of seed{'s' * (len(source['seeds']) > 1)} "
@@ -421,6 +474,8 @@ def summary(
         "## Final points (mean over seeds)",
         "",
         *finals_table(rows),
+        *auto_section(rows),
+        *initial_section(rows, spec or {}),
         *reference_section(rows, spec or {}),
         *pilot_section(rows, spec or {}),
     ]
@@ -430,11 +485,14 @@ def summary(
 TIE = 0.005  # the pilot rule's tie: closer than this in mean mAP@0.5 goes to the cheaper arm
 
 
-def pilot_choice(rows: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str, float, float]]]:
-    """The pilots' rule (oracle/presets.py, PILOT_RULE): each box arm's mean mAP@0.5 over its rounds of
-    queries (rounds after the first) and its annotator seconds in all, best first; and the chosen arm."""
+def pilot_choice(
+    rows: list[dict[str, Any]], unit: str = "box"
+) -> tuple[str | None, list[tuple[str, float, float]]]:
+    """The pilots' rule (oracle/presets.py): each arm of ``unit``'s mean mAP@0.5 over its rounds of
+    queries (rounds after the first) and its annotator seconds in all, best first; and the chosen arm (a
+    tie within TIE goes to the fewer seconds)."""
     scored = []
-    for arm in sorted({r["arm"] for r in rows if r.get("unit") == "box"}):
+    for arm in sorted({r["arm"] for r in rows if r.get("unit") == unit}):
         own = [r for r in rows if r["arm"] == arm and r["round"] > 1 and r.get("map50") is not None]
         if own:
             seconds = max(float(r.get("seconds") or 0) for r in own)
@@ -446,8 +504,13 @@ def pilot_choice(rows: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str
     return min(close, key=lambda s: s[2])[0], scored
 
 
+def _served(rows: list[dict[str, Any]], arm: str) -> list[tuple[int, int, str | None]]:
+    return sorted((r["seed"], r["round"], r.get("unit_served")) for r in rows if r["arm"] == arm)
+
+
 def pilot_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[str]:
-    """A pilot's rule, as written before it ran, applied to its rows."""
+    """A pilot's rule, as written before it ran, applied to its rows: the box arm, and where auto arms ran,
+    auto's quality gate (arms that served the same units round by round ran alike: then the default)."""
     if not spec.get("rule"):
         return []
     chosen, scored = pilot_choice(rows)
@@ -456,6 +519,40 @@ def pilot_section(rows: list[dict[str, Any]], spec: dict[str, Any]) -> list[str]
     lines += ["| --- | ---: | ---: |"]
     lines += [f"| {arm} | {mean:.3f} | {seconds:,.0f} |" for arm, mean, seconds in scored]
     lines += ["", f"Chosen: **{chosen}**." if chosen else "No box arm has a round of queries: none chosen."]
+    auto, scored_auto = pilot_choice(rows, "auto")
+    if scored_auto:
+        lines += ["", "| auto arm | mean mAP@0.5 over the rounds of queries | annotator seconds | units |"]
+        lines += ["| --- | ---: | ---: | --- |"]
+        lines += [
+            f"| {arm} | {mean:.3f} | {seconds:,.0f} | "
+            f"{', '.join(str(u) for _, n, u in _served(rows, arm) if n > 1)} |"
+            for arm, mean, seconds in scored_auto
+        ]
+        alike = len({tuple(_served(rows, arm)) for arm, _, _ in scored_auto}) == 1
+        lines += [
+            "",
+            "The auto arms served the same units in every round: they ran alike, so auto keeps its "
+            "documented default gate."
+            if alike
+            else f"Chosen for auto: **{auto}**.",
+        ]
+    return lines
+
+
+def auto_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown: each auto arm's unit round by round and the figures it was chosen on."""
+    chosen = sorted(
+        (r for r in rows if r.get("unit") == "auto" and r.get("unit_served")),
+        key=lambda r: (r["arm"], r["seed"], r["round"]),
+    )
+    if not chosen:
+        return []
+    lines = ["", "## unit auto, round by round", "", "| arm | seed | round | unit | chosen on |"]
+    lines += ["| --- | ---: | ---: | --- | --- |"]
+    lines += [
+        f"| {r['arm']} | {r['seed']} | {r['round']} | {r['unit_served']} | {r.get('unit_reason') or '-'} |"
+        for r in chosen
+    ]
     return lines
 
 

@@ -103,7 +103,7 @@ def simulate(
     ):
         client = Client(server_url, token=server_token)
         arms = ["initial"] * bool(experiment.arms or experiment.control) + experiment.arm_names()
-        totals = {"initial": 1, "full": experiment.full_rounds}
+        totals = {"initial": experiment.initial_rounds, "full": experiment.full_rounds}
         tasks = {
             (arm, seed): progress.add_task(
                 f"seed {seed} {arm}", total=totals.get(arm, experiment.rounds + 1), status="waiting"
@@ -193,6 +193,7 @@ def miniature(dataset: Dataset, experiment: Experiment) -> tuple[Dataset, Experi
         initial_settings={**experiment.initial_settings, "iterations": 4},
         full_settings={**experiment.full_settings, "iterations": 4},
         full_rounds=min(experiment.full_rounds, 2),
+        initial_rounds=min(experiment.initial_rounds, 2),
     )
     return small, tiny
 

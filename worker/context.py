@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections import OrderedDict
 from functools import cached_property
+from pathlib import Path
 
 import torch
 
@@ -22,12 +24,26 @@ from worker.engine.train import pick_device
 MODELS_KEPT = 2
 
 
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``), or None where
+    unknown: with the pid it names one process, never a later one that reused the pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def holder_gone(token: str) -> bool:
-    """Whether the process a job or shard record names (``host:pid:random``, WorkerContext.token) is known
-    to be gone: it ran on this machine and no process runs under its pid now. Elsewhere: not known."""
+    """Whether the process a job or shard record names (``host:pid[.started]:random``, WorkerContext.token)
+    is known to be gone: it ran on this machine and no process runs under its pid now, or another process
+    does (a restarted container's worker gets pid 1 again). Elsewhere: not known."""
     host, _, rest = token.partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not alive(int(pid))
+    pid, _, started = rest.partition(":")[0].partition(".")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if not alive(int(pid)):
+        return True
+    return bool(started) and process_started(int(pid)) not in (None, started)
 
 
 class WorkerContext:
@@ -35,8 +51,12 @@ class WorkerContext:
         self.settings = settings
         remote.configure(settings)  # the engine reads remote images through this worker's cache
         self.artifacts = Artifacts(settings)
-        # names this process in job and shard records: "host:pid:random"
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # names this process (and, with its start time, no later one under the same pid) and this context in
+        # job and shard records: "host:pid.started:random"
+        pid = os.getpid()
+        started = process_started(pid)
+        self.token = f"{socket.gethostname()}:{pid}{'.' + started if started else ''}:{uuid.uuid4().hex[:6]}"
+        self.pid = pid
         self._models: OrderedDict[str, Detector] = OrderedDict()
 
     @cached_property
@@ -66,17 +86,20 @@ class WorkerContext:
         return detector
 
 
-_context: WorkerContext | None = None
+_contexts = threading.local()  # each task thread its own: its own token, so two never share a claim
+_override: list[WorkerContext] = []
 
 
 def context() -> WorkerContext:
-    global _context
-    if _context is None or _context.token.split(":")[1] != str(os.getpid()):  # new after a fork
-        _context = WorkerContext(get_settings())
-    return _context
+    """This thread's worker context (made on first use, and anew after a fork)."""
+    if _override:
+        return _override[0]
+    ctx: WorkerContext | None = getattr(_contexts, "ctx", None)
+    if ctx is None or ctx.pid != os.getpid():
+        ctx = _contexts.ctx = WorkerContext(get_settings())
+    return ctx
 
 
 def set_context(ctx: WorkerContext | None) -> None:
-    """For tests that run stages in process against their own settings."""
-    global _context
-    _context = ctx
+    """For tests that run stages in process against their own settings (every thread then shares it)."""
+    _override[:] = [ctx] if ctx is not None else []

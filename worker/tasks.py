@@ -15,10 +15,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from app.enqueue import QUEUE, TASK_RUN_ROUND
+from app.enqueue import QUEUE, TASK_RUN_ROUND, waiting_jobs
 from app.jobs import service as jobs
 from app.metrics import STAGE_SECONDS
 from app.settings import get_settings
+from worker import limits
 from worker.celery_app import app
 from worker.context import context
 from worker.stages import evaluate, rank, route, score, train
@@ -45,9 +46,23 @@ def send(stage: Stage | None, args: list[Any]) -> None:
     )
 
 
+def _soft_limit(task: Task, stage: str) -> float:
+    """The task's soft time limit: its message's (``send``), else the settings' for its stage."""
+    hard_and_soft = task.request.timelimit or (None, None)
+    if hard_and_soft[1]:
+        return float(hard_and_soft[1])
+    settings = get_settings()
+    return float(settings.train_time_limit_s if stage == "training" else settings.task_time_limit_s)
+
+
 def _stage(task: Task, job_id: str, stage: str, body: Callable[..., Any], *args: Any) -> Any:
+    soft = _soft_limit(task, stage)
+
+    def stuck() -> None:
+        _fail(job_id, f"{stage}: stuck {limits.HARD_GRACE_S:.0f} s past its time limit of {soft:.0f} s")
+
     try:
-        with STAGE_SECONDS.labels(stage).time():
+        with STAGE_SECONDS.labels(stage).time(), limits.limited(soft, stuck):
             return body(context(), job_id, *args)
     except Skip as skip:
         log.info("%s %s skipped: %s", stage, job_id, skip)
@@ -101,9 +116,10 @@ def evaluate_round(self: Task, job_id: str) -> None:
 
 
 def reap() -> list[str]:
-    """Re-send the jobs whose worker went silent; returns their ids."""
-    stale = route.stale_jobs(context())
+    """Send again the jobs whose holding process died or that went silent with no message of theirs
+    waiting (never one already waiting: no pile of duplicates); returns their ids."""
+    stale = route.stale_jobs(context(), waiting_jobs(app))
     for job_id in stale:
-        log.warning("job %s went silent; running it again", job_id)
+        log.warning("job %s lost its worker or went silent; sending it again", job_id)
         send(None, [job_id])
     return stale

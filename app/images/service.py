@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, Invalid, NotFound
+from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.images import remote, storage
 from app.images.schemas import BoxPublic, ImageDetail, ImageIn, ImagePublic
 from app.models import Box, Image, Project
@@ -78,13 +78,16 @@ def prepare_prefix(
 ) -> tuple[list[NewImage], list[tuple[str, str]]]:
     """Every image file under a local directory or a remote prefix, with its size read (remote files
     through the cache, eight at a time); files that cannot be read are skipped, each with why."""
+    skipped: list[tuple[str, str]] = []
     if remote.is_remote(prefix):
         prefix = remote.as_folder(prefix)  # a prefix is a folder
         remote.check_allowed(prefix, settings, what="prefix")
+        outside: list[str] = []
         try:
-            uris = remote.listing(prefix, settings)
+            uris = remote.listing(prefix, settings, outside=outside)
         except remote.RemoteError as exc:
             raise exc.http() from exc
+        skipped += [(link, f"a link outside {prefix}: not read") for link in outside]
     else:
         root = storage.resolve_under_roots(prefix, settings, what="prefix")
         if not root.is_dir():
@@ -92,16 +95,18 @@ def prepare_prefix(
         uris = sorted(
             str(p) for p in root.rglob("*") if p.suffix.lower() in remote.IMAGE_SUFFIXES and p.is_file()
         )
-    skipped: list[tuple[str, str]] = []
 
     def one(uri: str) -> NewImage | None:
-        try:
-            local = remote.fetch(uri, settings) if remote.is_remote(uri) else Path(uri)
+        try:  # a local file is resolved again: a link inside the folder may lead out of the roots
+            if remote.is_remote(uri):
+                local = remote.fetch(uri, settings)
+            else:
+                local = storage.resolve_under_roots(uri, settings, what=uri)
             width, height, _ = storage.read_image_size(local, settings, what=uri)
         except remote.RemoteError as exc:
             skipped.append((uri, exc.why))
             return None
-        except Invalid as exc:
+        except (Invalid, Forbidden, NotFound) as exc:
             skipped.append((uri, exc.detail))
             return None
         return NewImage(uri, split, PurePosixPath(uri.split("?", 1)[0]).stem, width, height)

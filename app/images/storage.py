@@ -25,8 +25,9 @@ UPLOAD_SUFFIXES = {
 
 def resolve_under_roots(raw: str, settings: Settings, *, what: str = "uri") -> Path:
     """The absolute path a ``file://`` URI (or plain path) names, if it lies under an allowed root: 422 for
-    a malformed one, 403 for one outside the roots whether or not it exists (the answer must not tell),
-    404 for one under a root that is not there."""
+    a malformed one (a ``.`` or ``..`` segment included: refused as written, before anything is looked
+    up), 403 for one outside the roots whether or not it exists (the answer must not tell), 404 for one
+    under a root that is not there."""
     if raw.startswith("file://"):
         parsed = urlparse(raw)
         if parsed.netloc not in ("", "localhost"):
@@ -43,6 +44,8 @@ def resolve_under_roots(raw: str, settings: Settings, *, what: str = "uri") -> P
     path = Path(raw_path)
     if not path.is_absolute():
         raise Invalid(f"{what}: the path must be absolute, got {raw_path!r}")
+    if any(segment in (".", "..") for segment in raw_path.split("/")):
+        raise Invalid(f"{what}: {raw_path} has a '.' or '..' segment; name the file directly")
     try:  # where it would lead: '..' and the links that exist followed, nothing required to exist
         _check_under_roots(path.resolve(strict=False), raw_path, settings, what)
         resolved = path.resolve(strict=True)

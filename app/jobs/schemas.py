@@ -19,3 +19,4 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None = None  # the worker's last sign of life on this job
+    losses: int = 0  # times the worker process running it died (killed, out of memory); it fails at 5

@@ -1,9 +1,10 @@
 """Background jobs and their shards: what a worker reports while it runs one, and how a job is found.
 
 A job runs one round (``kind`` "round"): queued -> running -> succeeded | failed. Workers report a
-heartbeat with every progress update; a job whose heartbeat is older than ``job_stale_s`` is taken
-back (``take_back_stale``) and sent again. Multi-worker stages split their work into shards, one row
-each, so that a stage run twice does nothing twice.
+heartbeat with every progress update; a job whose holding process died, or whose heartbeat is older than
+``job_stale_s`` while no message for it waits, is taken back (``take_back_stale``) and sent again.
+Multi-worker stages split their work into shards, one row each, so that a stage run twice does nothing
+twice.
 """
 
 from __future__ import annotations
@@ -93,31 +94,51 @@ def job_failed(session: Session, job_id: str, error: str) -> None:
     session.flush()
 
 
+MAX_LOSSES = 5  # a job whose holding process dies this often fails (each death was a kill or the OOM killer)
+
+
 def take_back_stale(
     session: Session,
     stale_after: timedelta,
     now: datetime | None = None,
     holder_gone: Callable[[str], bool] | None = None,
+    waiting: set[str] | None = None,
 ) -> list[str]:
-    """Jobs queued or running whose last sign of life is older than ``stale_after``, or whose holder is
-    known to be gone (``holder_gone(job.worker)``): their claim is released (worker cleared, heartbeat
-    reset) so that sending them again lets any worker take them."""
+    """Jobs queued or running that need their message sent again; their claim is released.
+
+    A job needs it when its holding process is known to be gone (``holder_gone(job.worker)``: at once), or
+    when it has shown no sign of life (heartbeat, else creation) for ``stale_after`` and was not sent again
+    within that time either. Never while a message for it waits in the broker (``waiting``: the job ids of
+    the messages queued, or None where the broker cannot be read), so that a job queued behind a long
+    round is not sent twice. Its heartbeat is left as it was: watchers judge progress by it. A job whose
+    holder died ``MAX_LOSSES`` times fails, saying so, instead of being run again."""
     now = now or utcnow()
     stmt = select(Job).where(Job.state.in_(("queued", "running")))
     if not is_sqlite(session):
         stmt = stmt.with_for_update(skip_locked=True, key_share=True)
-    stale = [
-        job
-        for job in session.scalars(stmt)
-        if (job.heartbeat_at or job.created_at) < now - stale_after
-        or (holder_gone is not None and job.worker is not None and holder_gone(job.worker))
-    ]
-    for job in stale:
+    again: list[str] = []
+    for job in session.scalars(stmt):
+        lost = holder_gone is not None and job.worker is not None and holder_gone(job.worker)
+        silent = (job.heartbeat_at or job.created_at) < now - stale_after
+        if not (lost or silent) or (waiting is not None and job.id in waiting):
+            continue
+        if not lost and job.sent_at is not None and job.sent_at >= now - stale_after:
+            continue  # sent again a moment ago: give a worker the time to take it
+        if lost:
+            job.losses += 1
+            if job.losses >= MAX_LOSSES:
+                job_failed(
+                    session,
+                    job.id,
+                    f"the worker process running it died {job.losses} times (killed, or out of memory: see "
+                    "the worker's log); start the round again once that is fixed",
+                )
+                continue
         job.worker = None
-        job.heartbeat_at = now
-        job.progress = {**(job.progress or {}), "recovered_at": now.isoformat()}
+        job.sent_at = now
+        again.append(job.id)
     session.flush()
-    return [job.id for job in stale]
+    return again
 
 
 # --- shards --------------------------------------------------------------------------------------
@@ -192,4 +213,5 @@ def to_public(session: Session, job: Job) -> JobPublic:
         started_at=job.started_at,
         finished_at=job.finished_at,
         heartbeat_at=job.heartbeat_at,
+        losses=job.losses,
     )

@@ -15,6 +15,7 @@ from app.label_studio.config import LabelConfig
 from app.models import Box, BoxScore, Image, Project, Round
 from app.projects.service import project_settings
 from app.rounds import ranking
+from app.rounds.service import round_unit
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,24 @@ def task_scores(session: Session, project: Project) -> dict[int, float]:
     return {row.id: place / len(order) for place, row in enumerate(order)}
 
 
-def region(config: LabelConfig, project: Project, image: Image, shown: Shown) -> dict[str, Any]:
-    """One box as a Label Studio rectangle (percent of the image), its id naming the boxal box."""
+def unit_note(session: Session, project: Project) -> str | None:
+    """Under unit auto, the unit the serving round serves and why, as a line Label Studio shows with each
+    region ("boxal serves review this round: recall 0.41 < 0.70; ..."); None for a fixed unit."""
+    if project_settings(project).unit != "auto":
+        return None
+    serving = session.scalar(
+        select(Round).where(Round.project_id == project.id, Round.number == project.serving_round)
+    )
+    choice = (serving.unit_choice if serving is not None else None) or {}
+    reason = choice.get("reason", "review: no model measured yet")
+    return f"boxal serves {round_unit(project, serving)} this round ({reason})"
+
+
+def region(
+    config: LabelConfig, project: Project, image: Image, shown: Shown, note: str | None = None
+) -> dict[str, Any]:
+    """One box as a Label Studio rectangle (percent of the image), its id naming the boxal box; ``note``
+    (unit auto's choice) goes into its meta text, which Label Studio shows with the region."""
     box = shown.box
     result: dict[str, Any] = {
         "id": f"boxal-{box.id}",
@@ -129,9 +146,13 @@ def region(config: LabelConfig, project: Project, image: Image, shown: Shown) ->
         },
         "score": box.score,
     }
+    text = []
     if shown.asked:
-        asks = f"boxal asks: is this box right? (informativeness {shown.informativeness:.3g})"
-        result["meta"] = {"text": [asks]}
+        text.append(f"boxal asks: is this box right? (informativeness {shown.informativeness:.3g})")
+    if note:
+        text.append(note)
+    if text:
+        result["meta"] = {"text": text}
     return result
 
 
@@ -142,9 +163,10 @@ def predict(
     version = model_version(session, project)
     shown = shown_boxes(session, project, sorted({image.id for image in images}))
     scores = task_scores(session, project)
+    note = unit_note(session, project)
     return [
         {
-            "result": [region(config, project, image, s) for s in shown[image.id]],
+            "result": [region(config, project, image, s, note) for s in shown[image.id]],
             "score": scores.get(image.id, 1.0),
             "model_version": version,
         }

@@ -107,7 +107,9 @@ def predict(
         session, project, _link_config(link, project), [images[task.id] for task in body.tasks]
     )
     session.commit()
-    return {"results": results, "model_version": predictions.model_version(session, project)}
+    answer = {"results": results, "model_version": predictions.model_version(session, project)}
+    note = predictions.unit_note(session, project)
+    return {**answer, "unit_note": note} if note else answer
 
 
 @router.post("/webhook")

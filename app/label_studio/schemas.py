@@ -5,9 +5,10 @@ version; those it reads are checked with strict types, and a payload missing one
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from app.schemas import MAX_ID
 
@@ -16,14 +17,21 @@ class Lenient(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
 
 
+PROJECT_TEXT = r"[1-9][0-9]{0,8}(\.[^\n]*)?"  # "<id>.<created_at timestamp>", as Label Studio writes it
+_PROJECT_NUMBER = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_PROJECT_FORMS = [_PROJECT_NUMBER, {"type": "string", "pattern": f"^{PROJECT_TEXT}$"}]
+
+
 def project_id(project: object) -> int:
     """Label Studio names a project "<id>.<created_at timestamp>" in the protocol, by its id (or its
-    serialized record) in webhooks."""
-    if isinstance(project, dict):
+    serialized record) in webhooks. Exactly the forms the schema states (``LabelStudioProject``)."""
+    if isinstance(project, dict):  # a serialized record: its numeric id
         project = project.get("id")
+        if not isinstance(project, int):
+            project = None
     if isinstance(project, int) and not isinstance(project, bool):
         found: int | None = project
-    elif isinstance(project, str) and project.split(".", 1)[0].isdigit():
+    elif isinstance(project, str) and re.fullmatch(PROJECT_TEXT, project):
         found = int(project.split(".", 1)[0])
     else:
         found = None
@@ -32,16 +40,40 @@ def project_id(project: object) -> int:
     return found
 
 
+LabelStudioProject = Annotated[
+    int,
+    BeforeValidator(project_id),
+    WithJsonSchema(
+        {
+            "anyOf": _PROJECT_FORMS,
+            "description": 'the Label Studio project: its id, or "<id>.<timestamp>" as the protocol sends it',
+        }
+    ),
+]
+WebhookProject = Annotated[
+    int | None,
+    BeforeValidator(lambda value: None if value is None else project_id(value)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                *_PROJECT_FORMS,
+                {"type": "object", "properties": {"id": _PROJECT_NUMBER}, "required": ["id"]},
+                {"type": "null"},
+            ],
+            "description": "the Label Studio project: its id, or its serialized record",
+        }
+    ),
+]
+
+
 class SetupIn(Lenient):
-    project: int = Field(description='"<id>.<timestamp>": the Label Studio project')
+    project: LabelStudioProject
     label_config: str = Field(alias="schema", max_length=1_000_000)
     extra_params: dict[str, Any] | None = Field(
         None,
         description="the ML backend's extra params in Label Studio: boxal_project (link an existing project) "
         "and settings (a new project's settings)",
     )
-
-    _project = field_validator("project", mode="before")(lambda v: project_id(v))
 
     @field_validator("extra_params", mode="before")
     @classmethod
@@ -64,10 +96,8 @@ class TaskIn(Lenient):
 
 class PredictIn(Lenient):
     tasks: list[TaskIn] = Field(min_length=1, max_length=10_000)
-    project: int
+    project: LabelStudioProject
     label_config: str | None = Field(None, max_length=1_000_000)
-
-    _project = field_validator("project", mode="before")(lambda v: project_id(v))
 
 
 class AnnotationIn(Lenient):
@@ -80,19 +110,12 @@ class AnnotationIn(Lenient):
 
 class WebhookIn(Lenient):
     action: str = Field(max_length=100)
-    project: int | None = None
+    project: WebhookProject = None
     annotation: AnnotationIn | None = None
     task: TaskIn | None = None
-
-    @field_validator("project", mode="before")
-    @classmethod
-    def _project_id(cls, value: object) -> int | None:
-        return None if value is None else project_id(value)
 
 
 class TrainIn(Lenient):
     """The older training call (``POST /train``), sent where Label Studio's START_TRAINING webhook is off."""
 
-    project: int
-
-    _project = field_validator("project", mode="before")(lambda v: project_id(v))
+    project: LabelStudioProject

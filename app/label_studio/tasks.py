@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import DomainError, Invalid
+from app.errors import DomainError, Forbidden, Invalid
 from app.images import remote
 from app.images import service as images
 from app.images.schemas import ImageIn
@@ -25,25 +25,53 @@ def external_id(task_id: int) -> str:
     return f"ls-task-{task_id}"
 
 
+MAX_URL = 4096  # as long as an image URI may be (app/images/schemas.py)
+
+
 def image_uri(url: str, settings: Settings, *, what: str) -> str:
     """Where boxal reads a task's image: remote URLs as they are (under BOXAL_IMAGE_ROOTS), Label Studio's
-    local files under its document root, its uploads under its media folder."""
+    local files strictly below its document root, its uploads strictly below its media folder."""
+    if len(url) > MAX_URL:
+        raise Invalid(f"{what}: the image URL is {len(url)} characters long; at most {MAX_URL} are read")
     if remote.is_remote(url):
         return url
     parts = urlsplit(url)
     if parts.path == LOCAL_FILES or parts.path == LOCAL_FILES.rstrip("/"):
-        relative = parse_qs(parts.query).get("d", [""])[0]
+        relative = parse_qs(parts.query).get("d", [""])[0]  # decoded once, as Label Studio decodes it
         if not relative:
             raise Invalid(f"{what}: {url} names no file (?d=<path under the document root>)")
-        return str(_root(settings.label_studio_document_root, "BOXAL_LABEL_STUDIO_DOCUMENT_ROOT", url, what)
-                   / unquote(relative).lstrip("/"))  # fmt: skip
+        root = _root(settings.label_studio_document_root, "BOXAL_LABEL_STUDIO_DOCUMENT_ROOT", url, what)
+        return str(below(root, relative, what=what, root_name="Label Studio's document root"))
     if parts.path.startswith(UPLOAD):
         media = _root(settings.label_studio_media_root, "BOXAL_LABEL_STUDIO_MEDIA_ROOT", url, what)
-        return str(media / "upload" / unquote(parts.path.removeprefix(UPLOAD)))
+        relative = unquote(parts.path.removeprefix(UPLOAD))
+        uploads = (media / "upload").resolve()
+        return str(below(uploads, relative, what=what, root_name="Label Studio's upload folder"))
     raise Invalid(
         f"{what}: {url} is not an image boxal can read: give tasks http(s)://, s3://, gs:// or az:// URLs, "
         "Label Studio local files (/data/local-files/?d=...) or uploads (/data/upload/...)"
     )
+
+
+def below(root: Path, relative: str, *, what: str, root_name: str) -> Path:
+    """``root / relative`` if it lies strictly below ``root``; 403 otherwise, worded the same whether or
+    not the file exists, and decided before anything is opened: a ``.`` or ``..`` segment, an absolute
+    path, a backslash or a NUL byte are refused as written, and a link that leads out of the root (links
+    followed where they exist) as resolved."""
+    segments = relative.split("/")
+    lexical = (
+        relative.startswith("/")
+        or "\\" in relative
+        or "\x00" in relative
+        or any(segment in (".", "..") for segment in segments)
+    )
+    resolved = None if lexical else (root / relative).resolve(strict=False)
+    if resolved is None or resolved == root or not resolved.is_relative_to(root):
+        raise Forbidden(
+            f"{what}: {relative!r} is not a path below {root_name}; name a file under it, without '..', "
+            "a leading '/' or links that lead out of it"
+        )
+    return resolved
 
 
 def _root(root: Path | None, variable: str, url: str, what: str) -> Path:

@@ -27,3 +27,5 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]  # when the reaper last sent it again (the first send: created_at)
+    losses: Mapped[int] = mapped_column(default=0)  # times the process holding it died (killed, OOM)

@@ -33,6 +33,9 @@ class Round(Base):
     seconds: Mapped[float] = mapped_column(default=0.0)
     metrics: Mapped[dict[str, Any] | None]
     pool_stats: Mapped[dict[str, Any] | None]
+    # unit auto: the unit this round serves and the figures it was chosen on (app/rounds/unit.py)
+    unit: Mapped[str | None] = mapped_column(String(16))
+    unit_choice: Mapped[dict[str, Any] | None]
     error: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     opened_at: Mapped[datetime | None]

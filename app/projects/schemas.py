@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from app.projects.settings import (  # noqa: F401  (the settings' names, where the API has always had them)
     MODEL_PRESETS,
@@ -14,9 +15,21 @@ from app.projects.settings import (  # noqa: F401  (the settings' names, where t
     ClassName,
     ModelPreset,
     ProjectSettings,
-    ProjectSettingsPatch,
 )
 from app.schemas import Strict
+
+
+def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """The model's fields, each optional (absent: unchanged), with their types, limits and descriptions;
+    the rules between fields are checked on the merged result."""
+    fields: dict[str, Any] = {
+        field: (info.annotation, FieldInfo.merge_field_infos(info, default=None, default_factory=None))
+        for field, info in model.model_fields.items()
+    }
+    return create_model(name, __base__=Strict, **fields)
+
+
+ProjectSettingsPatch = _partial(ProjectSettings, "ProjectSettingsPatch")
 
 
 class ProjectCreate(Strict):

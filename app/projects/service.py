@@ -74,7 +74,16 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, sett
             raise Conflict(f"a project named {data.name!r} already exists")
         project.name = data.name
     if data.settings is not None:
-        merged: dict[str, Any] = {**project.settings, **data.settings.model_dump(exclude_unset=True)}
+        changes = data.settings.model_dump(exclude_unset=True)
+        merged: dict[str, Any] = {
+            **project.settings,
+            **{  # a setting made of figures (annotator_costs) changes only the figures given
+                key: {**project.settings[key], **value}
+                if isinstance(value, dict) and isinstance(project.settings.get(key), dict)
+                else value
+                for key, value in changes.items()
+            },
+        }
         try:
             config = ProjectSettings.model_validate(merged)
         except ValidationError as exc:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, create_model, field_validator, model_validator
-from pydantic.fields import FieldInfo
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from app.schemas import Strict
+from app.projects.auto_settings import AnnotatorCosts, AutoSettings  # noqa: F401
 from worker import acquisition  # numpy only: the one thing the API takes from the worker package
 
 # Built by name by the detection engine (worker/engine/presets.py checks that it knows exactly these).
@@ -30,14 +29,17 @@ else:  # the registry's names, as an enum in the OpenAPI schema
 ClassName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
-class ProjectSettings(Strict):
+class ProjectSettings(AutoSettings):
     """How a project queries, trains and serves. Defaults follow the paper where it gives one."""
 
-    unit: Literal["box", "image", "review"] = Field(
+    unit: Literal["box", "image", "review", "auto"] = Field(
         "box",
         description="what one query asks for: a box, a whole image drawn from scratch, or an image review "
         "(a whole image with the model's confident boxes drawn, each accepted, fixed or deleted, and the "
-        "missing objects drawn: how teams on Label Studio and CVAT label with a model today)",
+        "missing objects drawn: how teams on Label Studio and CVAT label with a model today); auto: each "
+        "round serves whichever of the three the current model's measured strength makes cheapest per "
+        "ground-truth box (app/rounds/unit.py; box only at auto_min_recall), review until measured; the "
+        "round records which and why",
     )
     strategy: StrategyName = Field(
         "least_confidence",
@@ -132,6 +134,15 @@ class ProjectSettings(Strict):
         description="refreshed noisy targets: a prediction scoring at least this is a noisy target; one "
         "between t_d and this is an ignore region (trains as neither object nor background)",
     )
+    complete_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="the share of every training batch drawn from complete images (the initial set, image "
+        "and review answers, fallback images), the rest from partly labeled ones (Lyu et al.'s balanced "
+        "sampler keeps them 1:1: 0.5); null: batches drawn uniformly from the training set (the paper). "
+        "Without it, hundreds of images with one or two answered boxes take almost every batch",
+    )
     model: ModelPreset = Field(
         "faster_rcnn_mnv2_fpn_lite",
         description=f"detector preset: one of {MODEL_PRESETS}. The default, a MobileNetV2 FPN Faster R-CNN "
@@ -207,7 +218,8 @@ class ProjectSettings(Strict):
 
     @property
     def whole_images(self) -> bool:
-        """Queries ask for whole images (the image and review units): images are ranked, not boxes."""
+        """Queries ask for whole images (the image and review units): images are ranked, not boxes. A
+        round of a unit-auto project reads its settings with its chosen unit (worker/stages/job.py)."""
         return self.unit != "box"
 
     @field_validator("model", mode="before")
@@ -259,7 +271,7 @@ class ProjectSettings(Strict):
     def _views_need_the_box_unit_on_torchvision(self) -> ProjectSettings:
         if acquisition.REGISTRY[self.strategy].needs_views and (
             self.unit != "box" or self.backend != "torchvision"
-        ):
+        ):  # unit auto too: it may serve images
             raise ValueError(
                 f"strategy {self.strategy} scores boxes from the model's views of each image: it needs unit "
                 f"box and backend torchvision (got unit {self.unit}, backend {self.backend})"
@@ -269,22 +281,13 @@ class ProjectSettings(Strict):
     @model_validator(mode="after")
     def _box_features_need_faster_rcnn(self) -> ProjectSettings:
         strategy = acquisition.REGISTRY[self.strategy]
-        if strategy.needs_box_features and self.unit == "box" and self.model.startswith("retinanet"):
+        if (
+            strategy.needs_box_features
+            and self.unit in ("box", "auto")
+            and self.model.startswith("retinanet")
+        ):
             raise ValueError(
                 f"box-level {self.strategy} needs box features, which RetinaNet does not have (the paper "
                 "omits it too): use a faster_rcnn_* model, or the image unit"
             )
         return self
-
-
-def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
-    """The model's fields, each optional (absent: unchanged), with their types, limits and descriptions;
-    the rules between fields are checked on the merged result."""
-    fields: dict[str, Any] = {
-        field: (info.annotation, FieldInfo.merge_field_infos(info, default=None))
-        for field, info in model.model_fields.items()
-    }
-    return create_model(name, __base__=Strict, **fields)
-
-
-ProjectSettingsPatch = _partial(ProjectSettings, "ProjectSettingsPatch")

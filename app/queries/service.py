@@ -24,6 +24,7 @@ from app.models.queue import BOX_QUEUE_WHERE, IMAGE_QUEUE_WHERE, informativeness
 from app.projects.service import project_settings
 from app.queries.schemas import Hint, QueryImage, QueryOut
 from app.rounds import ranking
+from app.rounds.service import serving_unit
 from app.settings import Settings
 
 
@@ -48,8 +49,9 @@ def lease(
     k = k or min(config.k, settings.max_k)
     expires_at = now + timedelta(seconds=config.lease_ttl_s)
     fallback = False
-    if unit is None:  # the project decides: its unit, image queries while seeding or once boxes run out
-        unit = "image" if _seeding(session, project) else config.unit
+    if unit is None:  # the project decides: its unit (auto: the round's), image queries while seeding or
+        # once boxes run out
+        unit = "image" if _seeding(session, project) else serving_unit(session, project)
         fallback = unit == "box" and project.serving_round > 0
     if unit in ("image", "review"):
         if _seeding(session, project):

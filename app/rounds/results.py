@@ -18,7 +18,7 @@ from app.db import is_sqlite
 from app.errors import Conflict
 from app.models import Box, BoxScore, Image, ImageScore, Project, Round, utcnow
 from app.projects.service import project_settings
-from app.rounds.service import get_round
+from app.rounds.service import get_round, round_unit
 
 
 def training_finished(session: Session, round_id: int, model_version: str) -> Round:
@@ -197,7 +197,8 @@ def apply_ranking(session: Session, round_id: int) -> Round:
 def fallback_notice(session: Session, project: Project, number: int, unlabeled: int) -> str | None:
     """Why a box round will serve image queries, in words a user can act on; None if it will not."""
     config = project_settings(project)
-    if config.unit != "box" or unlabeled >= config.round_size:
+    round_ = session.scalar(select(Round).where(Round.project_id == project.id, Round.number == number))
+    if round_unit(project, round_) != "box" or unlabeled >= config.round_size:
         return None
     open_images = session.scalar(
         select(func.count()).where(

@@ -20,6 +20,14 @@ class RoundPublic(BaseModel):
     notice: str | None = Field(
         None, description="why this box round serves image queries (too few box queries), and what to change"
     )
+    unit: str | None = Field(
+        None, description="unit auto: the unit this round serves (box, image or review); null: the project's"
+    )
+    unit_choice: dict[str, Any] | None = Field(
+        None,
+        description="unit auto: the figures the unit was chosen on: reason, images and objects measured, "
+        "recall, box_precision, review_precision, seconds_per_box per unit (app/rounds/unit.py)",
+    )
     error: str | None = Field(description="why its job failed (a failed stage), else null")
     classes: list[str] | None = Field(
         None, description="the classes its model was trained on: the project's when it started"
@@ -55,6 +63,8 @@ class CurvePoint(BaseModel):
     map50: float | None
     model_version: str | None
     notice: str | None = Field(None, description="as the round's: why it served image queries")
+    unit: str | None = Field(None, description="unit auto: the unit the round served")
+    unit_reason: str | None = Field(None, description="unit auto: why, with the figures it was chosen on")
     per_class: list[ClassPoint] | None = Field(None, description="per class: AP on the test split, counts")
 
 

@@ -20,7 +20,7 @@ from app.errors import Conflict, NotFound
 from app.jobs import service as jobs
 from app.models import Image, Job, Project, Round, utcnow
 from app.projects.service import latest_round, project_settings
-from app.rounds import snapshot
+from app.rounds import snapshot, unit
 from app.rounds.schemas import CurvePoint, RoundPublic
 
 
@@ -67,10 +67,34 @@ def start_next_round(session: Session, project: Project, now: datetime | None = 
         seconds=counts.seconds,
         created_at=now,
     )
+    config = project_settings(project)
+    if config.unit == "auto":  # chosen now, on the answers of the round just closed (app/rounds/unit.py)
+        choice = unit.choose(session, project, config)
+        upcoming.unit, upcoming.unit_choice = choice["unit"], choice
     session.add(upcoming)
     session.flush()
     job = jobs.new_round_job(session, upcoming)
     return upcoming, job
+
+
+def round_unit(project: Project, round_: Round | None) -> str:
+    """The unit ``round_`` serves: the project's, or under unit auto the round's choice (review before
+    any: a review completes an image and measures the model; round 0 has no model to draw, so its
+    reviews are image queries)."""
+    config = project_settings(project)
+    if config.unit != "auto":
+        return config.unit
+    return (round_.unit if round_ is not None else None) or "review"
+
+
+def serving_unit(session: Session, project: Project) -> str:
+    """The unit the serving round serves."""
+    if project_settings(project).unit != "auto":
+        return project_settings(project).unit
+    serving = session.scalar(
+        select(Round).where(Round.project_id == project.id, Round.number == project.serving_round)
+    )
+    return round_unit(project, serving)
 
 
 def maybe_close_round(session: Session, project: Project) -> tuple[Round, Job] | None:
@@ -125,6 +149,8 @@ def to_public(round_: Round) -> RoundPublic:
         metrics=round_.metrics,
         pool=round_.pool_stats,
         notice=(round_.pool_stats or {}).get("notice"),
+        unit=round_.unit,
+        unit_choice=round_.unit_choice,
         error=round_.error,
         classes=round_.classes,
         created_at=round_.created_at,
@@ -159,6 +185,8 @@ def curve(session: Session, project_id: int, *, limit: int, cursor: int | None) 
             map50=(r.metrics or {}).get("map50"),
             model_version=r.model_version,
             notice=(r.pool_stats or {}).get("notice"),
+            unit=r.unit,
+            unit_reason=(r.unit_choice or {}).get("reason"),
             per_class=(r.metrics or {}).get("per_class"),
         )
         for r in session.scalars(stmt)

@@ -1,17 +1,21 @@
 """The embedded broker's transport (app/broker.py): a message is visible whole or not at all, and a consumer
-that meets a file it cannot read sets it aside and goes on, never raising."""
+that meets a file it cannot read sets it aside and goes on, never raising; and the job ids of the messages
+waiting in a queue read without taking them (app/enqueue.py, waiting_jobs: the job reaper's guard against
+sending a job twice), on the embedded queue and on Redis."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import uuid
 from pathlib import Path
 from queue import Empty
 
 import pytest
 
 from app.broker import PARTIAL, is_message_of, message_name
-from app.enqueue import QUEUE, make_celery
+from app.enqueue import QUEUE, TASK_RUN_ROUND, Enqueuer, make_celery, waiting_jobs
 from app.settings import Settings
 
 
@@ -70,3 +74,34 @@ def test_partial_files_and_other_queues_are_left_alone(channel) -> None:
     with pytest.raises(Empty):
         chan._get(QUEUE)
     assert partial.exists() and other.exists() and chan._size(QUEUE) == 0
+
+
+def test_a_directory_named_like_a_message_is_set_aside(channel) -> None:
+    chan, folder = channel
+    (folder / "queue" / f"1_dir.{QUEUE}.msg").mkdir()
+    (folder / "queue" / f"2_good.{QUEUE}.msg").write_text(json.dumps(_message({"n": 2})))
+    assert chan._get(QUEUE)["properties"]["delivery_tag"] == "t-1"
+    assert (folder / "rejected" / f"1_dir.{QUEUE}.msg").is_dir()
+
+
+REDIS = os.environ.get("BOXAL_TEST_REDIS_URL")
+
+
+@pytest.mark.parametrize("broker", ["embedded", "redis"])
+def test_the_jobs_waiting_in_the_queue_are_read_without_taking_them(tmp_path: Path, broker: str) -> None:
+    if broker == "redis" and not REDIS:
+        pytest.skip("BOXAL_TEST_REDIS_URL is not set")
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    settings = Settings(  # type: ignore[call-arg]
+        data_dir=tmp_path / "data", broker_url=REDIS if broker == "redis" else None, _env_file=None
+    )
+    enqueuer = Enqueuer(settings, queue=queue)
+    assert waiting_jobs(enqueuer.celery, queue) == set()
+    for job in ("job-a", "job-b", "job-a"):
+        enqueuer.send(TASK_RUN_ROUND, [job])
+    try:
+        assert waiting_jobs(enqueuer.celery, queue) == {"job-a", "job-b"}
+        assert enqueuer.depth() == 3  # read, not taken
+    finally:
+        with enqueuer.celery.connection_for_write() as connection:
+            connection.default_channel.queue_purge(queue)

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -209,7 +210,7 @@ def test_predict_marks_the_asked_boxes_and_orders_tasks_by_boxal_ranking(
     ("data", "status", "says"),
     [
         ({"image": "/data/local-files/?d=missing.png"}, 404, "does not exist"),
-        ({"image": "/data/local-files/?d=../../../etc/passwd"}, 403, "outside"),
+        ({"image": "/data/local-files/?d=../../../etc/passwd"}, 403, "not a path below"),
         ({"text": "no image here"}, 422, "no image URL in data.image"),
         ({"image": "ftp://host/img.png"}, 422, "not an image boxal can read"),
         ({"image": "https://elsewhere.example/img.png"}, 403, "BOXAL_IMAGE_ROOTS"),
@@ -225,6 +226,91 @@ def test_predict_refuses_a_task_whose_image_cannot_be_read(
     assert response.status_code == status, response.text
     assert "task 6" in response.json()["detail"] and says in response.json()["detail"]
     assert db_state(database) == before  # the readable task 5 was not registered either
+
+
+def test_an_image_url_too_long_is_422_and_the_connection_serves_the_next_request(
+    live_server, database, docs, admin_token
+) -> None:
+    """Over 4,096 characters a task's URL was a 500 that also reset the kept-alive connection."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=live_server.url, headers=headers, timeout=30) as http:
+        assert http.post("/label-studio/setup", json=payload("setup")).status_code == 200
+        long_url = "/data/local-files/?d=" + "a" * 4075 + ".png"
+        assert len(long_url) == 4100
+        task = {"id": 9, "data": {"image": long_url}}
+        for path, body in (
+            ("/label-studio/predict", {**payload("predict"), "tasks": [task]}),
+            ("/label-studio/webhook", {**payload("annotation_created"), "task": task}),
+        ):
+            before = db_state(database)
+            response = http.post(path, json=body)
+            assert response.status_code == 422, response.text
+            assert "4100 characters long; at most 4096" in response.json()["detail"]
+            assert db_state(database) == before
+            assert http.get("/health").status_code == 200  # the same connection, still open
+
+
+def test_local_files_resolve_strictly_below_the_document_root_and_nothing_outside_is_opened(
+    client, database, settings, linked, docs, tmp_path: Path, monkeypatch
+) -> None:
+    """Refused alike (403, the same words) whether the file exists or not, before anything is opened:
+    '..' (plain or percent-encoded), an absolute path, a link leading out; and uploads likewise."""
+    import builtins
+
+    from PIL import Image as PILImage
+
+    beside = tmp_path / "beside"  # another allowed root's files, which annotators cannot register
+    write_image(beside / "secret.png", 16, 16)
+    (docs / "out.png").symlink_to(beside / "secret.png")
+    (docs / "dangling.png").symlink_to(beside / "missing.png")
+    (docs / "sub").mkdir()
+    settings.label_studio_media_root = tmp_path / "media"
+    write_image(tmp_path / "media" / "upload" / "2" / "ok.png", 16, 16)
+    opened: list[str] = []
+    real_open, real_image_open = builtins.open, PILImage.open
+
+    def spy_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def spy_image_open(fp, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(fp))
+        return real_image_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(PILImage, "open", spy_image_open)
+    cases = {
+        "../beside/secret.png": "exists",
+        "../beside/missing.png": "missing",
+        "%2e%2e/beside/secret.png": "exists, encoded",
+        "%2E%2E%2Fbeside%2Fmissing.png": "missing, encoded",
+        "sub/../../beside/secret.png": "exists, through a folder",
+        f"{beside}/secret.png": "absolute, exists",
+        f"{beside}/missing.png": "absolute, missing",
+        "out.png": "a link leading out, to a file",
+        "dangling.png": "a link leading out, to nothing",
+        "../data/admin-token": "the data dir's token",
+    }
+    before = db_state(database)
+    answers = {}
+    for d, case in cases.items():
+        body = payload("predict")
+        body["tasks"][1]["data"] = {"image": f"/data/local-files/?d={d}"}
+        response = client.post("/label-studio/predict", json=body)
+        answers[case] = (response.status_code, response.json()["detail"].split("'")[0])
+    uploads = ["/data/upload/../../beside/secret.png", "/data/upload/%2e%2e/%2e%2e/beside/missing.png"]
+    for url in uploads:
+        body = payload("predict")
+        body["tasks"][1]["data"] = {"image": url}
+        response = client.post("/label-studio/predict", json=body)
+        answers[url] = (response.status_code, response.json()["detail"].split("'")[0])
+    assert {status for status, _ in answers.values()} == {403}, answers
+    assert len({words for case, (_, words) in answers.items() if not case.startswith("/")}) == 1, answers
+    assert not [path for path in opened if "beside" in path or "admin-token" in path], opened
+    assert db_state(database) == before
+    body = payload("predict")
+    body["tasks"][1]["data"] = {"image": "/data/upload/2/ok.png"}  # below the upload folder: read
+    assert client.post("/label-studio/predict", json=body).status_code == 200
 
 
 def test_task_images_on_a_web_server_are_read_through_the_remote_path(client, settings, linked, web) -> None:

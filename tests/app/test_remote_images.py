@@ -1,15 +1,20 @@
 """Images kept on object storage and web servers: a real S3 API on loopback (moto's standalone server) and
 a real HTTP server serving a directory; registered from a prefix, leased, answered and exported, their
-bytes read through the cache; missing and unreachable objects reported per image, 502/504 at /content,
-URIs outside the allowed prefixes refused."""
+bytes read through the cache; missing and unreachable objects reported per image, 404 for a missing object
+and 502/504 for a store that fails, URIs outside the allowed prefixes refused, and a web server under an
+allowed prefix unable to send boxal anywhere else: a redirect out of the prefixes is not followed, and a
+listing's links out of its prefix are skipped and reported (a second loopback server, the forbidden one,
+receives nothing)."""
 
 from __future__ import annotations
 
 import io
 import os
 import socket
+import threading
 import zipfile
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -97,7 +102,7 @@ def test_s3_prefix_registers_leases_answers_and_exports(
         archive = client.get(f"/v1/projects/{pid}/export", params={"format": "yolo", "images": "true"})
         names = zipfile.ZipFile(io.BytesIO(archive.content)).namelist()
         assert "train/images/img1.png" in names and "train/labels/img1.txt" in names
-        # an object deleted from the bucket: served from the cache if read before, else 502 naming it
+        # an object deleted from the bucket: served from the cache if read before, else 404 naming it
         import boto3
 
         boto3.client("s3", endpoint_url=s3).delete_object(Bucket="cells", Key="pool/img2.png")
@@ -107,7 +112,7 @@ def test_s3_prefix_registers_leases_answers_and_exports(
             f"/v1/projects/{pid}/images", json={"images": [{"uri": "s3://cells/pool/img9.png"}]}
         )
         assert (
-            listed.status_code == 502
+            listed.status_code == 404
             and "s3://cells/pool/img9.png: no such object" in listed.json()["detail"]
         )
         outside = client.post(f"/v1/projects/{pid}/images", json={"prefix": "s3://other/pool/"})
@@ -148,7 +153,7 @@ def test_http_images_register_serve_and_fail_clearly(settings, database, admin_t
         assert client.post(f"/v1/projects/{pid}/labels", json={"labels": [answer]}).status_code == 200
         assert len(client.get(f"/v1/projects/{pid}/export").json()["annotations"]) == 1
         missing = client.post(f"/v1/projects/{pid}/images", json={"images": [{"uri": f"{web}nope.png"}]})
-        assert missing.status_code == 502 and "no such object" in missing.json()["detail"]
+        assert missing.status_code == 404 and "no such object" in missing.json()["detail"]
         down = client.post(f"/v1/projects/{pid}/images", json={"images": [{"uri": f"{closed}a.png"}]})
         assert down.status_code in (502, 504) and "could not be read" in down.json()["detail"]
         # registered with its size given, never read: /content goes upstream and says why it failed
@@ -167,6 +172,103 @@ def _upload(endpoint: str, prefix: str, archive: bytes) -> None:
     with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
         for name in zipped.namelist():
             client.put_object(Bucket="cells", Key=f"{prefix}{name}", Body=zipped.read(name))
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A loopback web server that records every request it gets: ``routes`` maps a path to (status,
+    headers, body); anything else is 404."""
+
+    routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    seen: list[str] = []
+
+    def _answer(self, body: bool) -> None:
+        self.seen.append(f"{self.command} {self.path}")
+        status, headers, content = self.routes.get(self.path.split("?")[0], (404, {}, b""))
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(content))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(content)
+
+    def do_GET(self) -> None:
+        self._answer(True)
+
+    def do_HEAD(self) -> None:
+        self._answer(False)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def two_servers() -> Iterator[tuple[str, type[_Recorder], str, type[_Recorder]]]:
+    """Server A (its /allowed/ is an allowed prefix) and server B (nothing of it is allowed)."""
+    made = []
+    for _ in range(2):
+        handler = type("Recorder", (_Recorder,), {"routes": {}, "seen": []})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        made.append((server, handler))
+    (a, handler_a), (b, handler_b) = made
+    yield (
+        f"http://127.0.0.1:{a.server_address[1]}",
+        handler_a,
+        f"http://127.0.0.1:{b.server_address[1]}",
+        handler_b,
+    )
+    for server, _ in made:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_or_a_link_out_of_the_allowed_prefixes_reaches_nothing(
+    settings, database, admin_token, two_servers, tmp_path
+) -> None:
+    url_a, a, url_b, b = two_servers
+    png = io.BytesIO()
+    PILImage.new("RGB", (20, 10)).save(png, "PNG")
+    b.routes["/internal/img.png"] = (200, {"Content-Type": "image/png"}, png.getvalue())
+    a.routes.update(
+        {
+            "/allowed/ok.png": (200, {"Content-Type": "image/png"}, png.getvalue()),
+            "/allowed/away.png": (302, {"Location": f"{url_b}/internal/img.png"}, b""),
+            "/allowed/relative.png": (302, {"Location": "/outside/img.png"}, b""),  # same host, out of it
+            "/allowed/hop.png": (301, {"Location": f"{url_a}/allowed/ok.png"}, b""),  # stays inside: followed
+            "/outside/img.png": (200, {"Content-Type": "image/png"}, png.getvalue()),
+            "/allowed/list/": (
+                200,
+                {"Content-Type": "text/html"},
+                b'<a href="ok.png">ok</a> <a href="../outside.png">up</a> <a href="../../outside/">dir</a>'
+                b'<a href="' + f"{url_b}/internal/img.png".encode() + b'">b</a>',
+            ),
+            "/allowed/list/ok.png": (200, {"Content-Type": "image/png"}, png.getvalue()),
+        }
+    )
+    allowed = f"{url_a}/allowed/"
+    settings = settings.model_copy(update={"image_roots": [*settings.image_roots, allowed]})
+    with _app_client(settings, database, admin_token) as client:
+        pid = create_project(client)["id"]
+        before = list(a.seen)
+        for name in ("away.png", "relative.png"):
+            response = client.post(f"/v1/projects/{pid}/images", json={"images": [{"uri": allowed + name}]})
+            assert response.status_code == 403, response.text
+            assert "outside the allowed URL prefixes; not followed" in response.json()["detail"]
+        assert not [r for r in a.seen[len(before) :] if "/outside/" in r]  # the hop was never made
+        hop = client.post(f"/v1/projects/{pid}/images", json={"images": [{"uri": allowed + "hop.png"}]})
+        assert hop.status_code == 201, hop.text  # a redirect that stays under the prefix is followed
+        listed = client.post(
+            f"/v1/projects/{pid}/images", json={"prefix": allowed + "list/", "split": "test"}
+        )
+        assert listed.status_code == 201, listed.text
+        assert [im["external_id"] for im in listed.json()["images"]] == ["ok"]
+        reasons = {s["item"]: s["reason"] for s in listed.json()["skipped"]}
+        assert any(item.endswith("outside.png") for item in reasons), reasons
+        assert all("outside" in reason and "not read" in reason for reason in reasons.values())
+        served = [i for i in client.get(f"/v1/projects/{pid}/images").json()["items"]]
+        assert len(served) == 2
+    assert b.seen == []  # server B got no request at all: no HEAD, no GET
+    assert not [r for r in a.seen if "/outside" in r], a.seen
 
 
 def test_voc_and_yolo_import_from_a_bucket_prefix(settings, database, admin_token, s3) -> None:
@@ -247,7 +349,7 @@ def test_the_cache_counts_through_files_other_fetches_rename_or_evict(
     """Another thread's fetch renames its dot-named temporary file, or evicts a file, between this
     thread's listing of the cache and its stat of an entry: the count skips both and the fetch
     succeeds (the interleaving that once made a bucket import fail with FileNotFoundError)."""
-    from app.images import remote
+    from app.images import cache, remote
 
     settings = settings.model_copy(
         update={"image_roots": [web], "data_dir": tmp_path / "data", "image_cache_bytes": 10**9}
@@ -265,7 +367,7 @@ def test_the_cache_counts_through_files_other_fetches_rename_or_evict(
             (Path(path) / name).unlink(missing_ok=True)
         return iter(entries)
 
-    monkeypatch.setattr(remote.os, "scandir", racing_scandir)
+    monkeypatch.setattr(cache.os, "scandir", racing_scandir)
     fetched = remote.fetch(f"{web}p0.png", settings)  # first fetch into this folder: counts it whole
     assert fetched.read_bytes() == (tmp_path / "site" / "pics" / "p0.png").read_bytes()
-    assert remote._cache_bytes[folder] == 100 + fetched.stat().st_size
+    assert cache._cache_bytes[folder] == 100 + fetched.stat().st_size

@@ -178,3 +178,44 @@ def test_the_detectron2_backend_trains_scores_serves_queries_and_retrains(embedd
     assert job2["progress"]["noisy_boxes"] > 0 and job2["progress"]["images"] > 3
     curve = client.get(f"/v1/projects/{pid}/curve").json()["points"]
     assert [p["round"] for p in curve] == [1, 2] and curve[1]["model_version"] != first_model
+
+
+def test_unit_auto_serves_reviews_until_measured_then_records_its_choice_on_each_round(embedded, scenes):
+    """A unit-auto project through the REST API: round 1 has nothing measured, so it serves reviews and
+    says so; the reviews answered measure the first model, and round 2 records the unit it chose and the
+    figures it chose on, which /curve shows too, and serves that unit."""
+    from oracle.answers import GroundTruth, Oracle
+
+    client = embedded
+    pid, truth = digit_project(
+        client, scenes, pool=20, initial=4, test=6, name="auto", unit="auto", round_size=6
+    )
+    oracle = Oracle({k: [GroundTruth(list(b), label) for b, label in v] for k, v in truth.items()})
+    job = wait_job(client, client.post(f"/v1/projects/{pid}/rounds").json()["job_id"])
+    assert job["state"] == "succeeded", job
+    first = client.get(f"/v1/projects/{pid}/rounds").json()["items"][1]
+    assert first["unit"] == "review"
+    assert first["unit_choice"]["reason"].startswith("review: 0 completed images measured, fewer than 5")
+    answered = 0
+    while answered < 6:
+        queries = client.post(f"/v1/projects/{pid}/queries", json={"k": 1, "annotator": "ana"}).json()[
+            "queries"
+        ]
+        assert [q["unit"] for q in queries] == ["review"]
+        result = client.post(
+            f"/v1/projects/{pid}/labels", json={"labels": [oracle.answer(queries[0])]}
+        ).json()
+        answered += 1
+    assert result["round_started"]
+    second_job = client.get(f"/v1/projects/{pid}/rounds").json()["items"][2]["job_id"]
+    assert wait_job(client, second_job)["state"] == "succeeded"
+    second = client.get(f"/v1/projects/{pid}/rounds").json()["items"][2]
+    choice = second["unit_choice"]
+    assert second["unit"] == choice["unit"] in ("box", "image", "review")
+    assert choice["images"] == 6 and choice["objects"] > 0 and 0 <= choice["recall"] <= 1
+    assert set(choice["seconds_per_box"]) == {"box", "image", "review"}
+    assert choice["reason"].startswith(f"{second['unit']}: ")
+    point = client.get(f"/v1/projects/{pid}/curve").json()["points"][-1]
+    assert (point["round"], point["unit"], point["unit_reason"]) == (2, second["unit"], choice["reason"])
+    served = client.post(f"/v1/projects/{pid}/queries", json={"k": 1, "annotator": "ana"}).json()["queries"]
+    assert served and served[0]["unit"] in ({"box", "image"} if second["unit"] == "box" else {second["unit"]})

@@ -24,6 +24,7 @@ class TrainConfig:
     clip_grad_norm: float | None = 10.0
     device: str = "auto"  # auto: CUDA when available, else CPU
     amp: bool = True  # mixed precision, CUDA only
+    complete_share: float | None = None  # share of every batch from complete images; None: uniform
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class EngineConfig:
                 iterations=settings.iterations,
                 seed=settings.seed,
                 amp=mixed_precision,
+                complete_share=settings.complete_share,
             ),
             backend=settings.backend,
             detectron2_config=settings.detectron2_config,

@@ -1,8 +1,8 @@
 """One round's training on several processes: the worker writes a job file, runs torchrun on this module
 (`BOXAL_TRAIN_PROCESSES` processes, one per GPU), follows rank 0's progress and takes its model.
 
-A Celery pool process may not start multiprocessing children, so the processes come from torchrun, a
-subprocess of their own. Each rank builds the same detector from the same seed, trains with DDP
+The processes come from torchrun, a subprocess of their own (the worker's task threads start no
+multiprocessing children). Each rank builds the same detector from the same seed, trains with DDP
 (worker/engine/distributed.py) and rank 0 writes the trained model's state; checkpoints and resume work as
 on one process (the same directory and format).
 """
@@ -26,6 +26,7 @@ from worker.engine.losses import Reading
 from worker.engine.train import Progress, load_checkpoint, save_checkpoint, seed_everything, train
 
 JOB, PROGRESS, RESULT = "ddp-job.pt", "ddp-progress.json", "ddp-result.pt"
+STOP_S = 10.0  # how long torchrun gets to stop its ranks before it is killed
 
 
 def build(config: EngineConfig, reading: Reading) -> Detector:
@@ -68,13 +69,22 @@ def train_on_processes(
     ]
     with (folder / "ddp.log").open("ab") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        seen = 0.0
-        while child.poll() is None:
-            time.sleep(poll_s)
-            path = folder / PROGRESS
-            if path.is_file() and path.stat().st_mtime > seen:
-                seen = path.stat().st_mtime
-                on_progress(Progress(**json.loads(path.read_text())))
+        try:
+            seen = 0.0
+            while child.poll() is None:
+                time.sleep(poll_s)
+                path = folder / PROGRESS
+                if path.is_file() and path.stat().st_mtime > seen:
+                    seen = path.stat().st_mtime
+                    on_progress(Progress(**json.loads(path.read_text())))
+        except BaseException:  # a time limit, a failed heartbeat: torchrun stops its ranks on SIGTERM
+            child.terminate()
+            try:
+                child.wait(timeout=STOP_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise
     if child.returncode != 0 or not (folder / RESULT).is_file():
         tail = (folder / "ddp.log").read_text(errors="replace")[-1500:]
         raise RuntimeError(f"training on {processes} processes failed (exit {child.returncode}): {tail}")

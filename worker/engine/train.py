@@ -26,6 +26,7 @@ from worker.engine.config import TrainConfig
 from worker.engine.data import DetectionDataset, collate
 from worker.engine.detector import Detector
 from worker.engine.distributed import World, join, process_gpu, replicated, unwrapped, world
+from worker.engine.sampling import CompleteShareBatches
 
 LAST = "last.pt"
 
@@ -166,6 +167,23 @@ def _loader(
     records: list[TrainingImage], config: TrainConfig, generator: torch.Generator, place: World
 ) -> DataLoader:
     dataset = DetectionDataset(records, hflip=config.hflip)
+    if config.complete_share is not None:  # a set share of every batch from complete images (sampling.py)
+        # as many batches per epoch as the uniform loader has, so that an epoch lasts as long either way
+        if place.distributed:
+            batches = math.ceil((len(dataset) // place.size) / config.batch_size)
+            own = torch.Generator().manual_seed(config.seed * 1000 + place.rank)  # each process its own draw
+        else:
+            batches = len(dataset) // config.batch_size if len(dataset) > config.batch_size else 1
+            own = generator  # reseeded each epoch by the loop, as the uniform shuffle is
+        balanced = CompleteShareBatches(
+            [i for i, r in enumerate(records) if r.complete],
+            [i for i, r in enumerate(records) if not r.complete],
+            batch_size=config.batch_size,
+            share=config.complete_share,
+            batches=max(1, batches),
+            generator=own,
+        )
+        return DataLoader(dataset, batch_sampler=balanced, collate_fn=collate, num_workers=0)
     if place.distributed:  # each process its own share of every epoch, the same shuffle on all of them
         sampler: DistributedSampler[Any] = DistributedSampler(
             dataset, num_replicas=place.size, rank=place.rank, shuffle=True, seed=config.seed, drop_last=True

@@ -15,8 +15,8 @@ from app.jobs import service as jobs
 from app.models import Project, utcnow
 from app.projects.schemas import ProjectSettings
 from app.projects.service import project_settings
-from app.rounds.service import get_round
-from worker import acquisition
+from app.rounds.service import get_round, round_unit
+from worker import acquisition, limits
 from worker.context import WorkerContext
 
 
@@ -70,6 +70,9 @@ def load(ctx: WorkerContext, job_id: str) -> RoundRef:
         round_ = get_round(session, job.round_id)
         project = session.get(Project, round_.project_id)
         assert project is not None
+        settings = project_settings(project)
+        if settings.unit == "auto":  # the round's own unit: every stage then works as for a fixed one
+            settings = settings.model_copy(update={"unit": round_unit(project, round_)})
         return RoundRef(
             job.id,
             job.state,
@@ -78,7 +81,7 @@ def load(ctx: WorkerContext, job_id: str) -> RoundRef:
             round_.state,
             project.id,
             list(round_.classes if round_.classes is not None else project.classes),
-            project_settings(project),
+            settings,
             round_.model_version,
             round_.snapshot_event_id or 0,
             round_.metrics,
@@ -116,5 +119,7 @@ def running(ctx: WorkerContext, job_id: str, stage: str) -> None:
 
 
 def progress(ctx: WorkerContext, job_id: str, **fields: Any) -> None:
+    """Report progress (the job's heartbeat); past the task's soft time limit, stop it (worker/limits.py)."""
+    limits.check()
     with ctx.db.transaction() as session:
         jobs.job_progress(session, job_id, **fields)

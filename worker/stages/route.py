@@ -34,10 +34,11 @@ def route(ctx: WorkerContext, job_id: str) -> list[Next]:
     return []
 
 
-def stale_jobs(ctx: WorkerContext) -> list[str]:
-    """Jobs queued or running whose last sign of life is older than job_stale_s, or whose holding process
-    on this machine is gone; their claim is released."""
+def stale_jobs(ctx: WorkerContext, waiting: set[str] | None) -> list[str]:
+    """Jobs to send again (app/jobs/service.py, take_back_stale): their holding process on this machine is
+    gone, or they went silent for job_stale_s with no message of theirs waiting in ``waiting``; their
+    claim is released."""
     with ctx.db.transaction() as session:
         return jobs.take_back_stale(
-            session, timedelta(seconds=ctx.settings.job_stale_s), holder_gone=holder_gone
+            session, timedelta(seconds=ctx.settings.job_stale_s), holder_gone=holder_gone, waiting=waiting
         )

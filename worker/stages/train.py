@@ -12,6 +12,7 @@ from app.jobs import service as jobs
 from app.metrics import TRAINING_EPOCHS, TRAINING_LOSS
 from app.rounds import results
 from app.rounds.training_set import TrainingImage, training_set, with_noisy_mode
+from worker import limits
 from worker.context import WorkerContext
 from worker.engine.config import EngineConfig
 from worker.engine.detector import Detector
@@ -169,6 +170,7 @@ def _heartbeat(ctx: WorkerContext, job_id: str, project_id: int):  # type: ignor
     epoch_loss: list[float] = []
 
     def on_progress(p: Progress) -> None:
+        limits.check()  # every step: past the soft time limit, training stops here
         epoch_loss.append(sum(p.losses.values()))
         if p.iteration == p.iterations:
             TRAINING_LOSS.labels(str(project_id)).set(sum(epoch_loss) / len(epoch_loss))
