@@ -205,8 +205,9 @@ class Client:
 
     # --- rounds, jobs, curve, export ---------------------------------------------------------------
 
-    def start_round(self, pid: int) -> JSON:
-        return self._call("POST", f"/v1/projects/{pid}/rounds")
+    def start_round(self, pid: int, *, force: bool = False) -> JSON:
+        """Close the open round and retrain; ``force``: also before it received its round_size."""
+        return self._call("POST", f"/v1/projects/{pid}/rounds", json={"force": True} if force else None)
 
     def rounds(self, pid: int) -> list[JSON]:
         return list(self._pages(f"/v1/projects/{pid}/rounds"))

@@ -354,4 +354,4 @@ class Runner:
                 return str(self.client.rounds(pid)[-1]["job_id"])
         if answered == 0:
             return None
-        return str(self.client.start_round(pid)["job_id"])  # a last, smaller round
+        return str(self.client.start_round(pid, force=True)["job_id"])  # a last, smaller round

@@ -51,6 +51,12 @@ class LabelIn(Strict):
         None, max_length=10_000, description="review only: a verdict on each prediction drawn"
     )
     duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000, description="time the annotator spent")
+    correct: bool = Field(
+        False,
+        description="replace this query's earlier answer (by the annotator who gave it, or an admin): the "
+        "box, the image and the next round's training follow the new answer; the event log keeps both, the "
+        "new one a correction naming the event it supersedes. Without it a different second answer is 409",
+    )
 
     @model_validator(mode="after")
     def _fields_fit_action(self) -> LabelIn:

@@ -2,18 +2,21 @@
 
 An answer is taken when its query is still leased, or when the lease expired (or was given back) and
 the box is still unanswered and not leased to someone else; otherwise 409. Sending the same answer
-for a query again is a no-op that returns the first result (idempotent per ``query_id``).
+for a query again is a no-op that returns the first result (idempotent per ``query_id``); a different
+one is a 409 unless it says ``correct`` (app/labels/corrections.py: it replaces the first, and the log
+keeps both).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import is_sqlite
 from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.labels import corrections
 from app.labels.images import answer_image, answer_review
 from app.labels.records import check_lease, event_for, stamp
 from app.labels.resolve import box_state, suppress_duplicates
@@ -66,17 +69,22 @@ def answer(
         query = queries[item.query_id]
         _check(item, query, images[query.image_id], class_index, project, i)
         fingerprint = item.fingerprint()
+        superseded, prior = None, None
         if query.state == "answered":
             if query.answer and query.answer.get("fingerprint") == fingerprint:
                 results.append(
                     LabelResult.model_validate({**query.answer["result"], "status": "already_recorded"})
                 )
                 continue
-            first = query.answer["fingerprint"]["action"] if query.answer else "?"
-            raise Conflict(
-                f"labels[{i}]: query {query.id} was already answered ({first}) with a different answer; "
-                "answers are never overwritten"
-            )
+            if not item.correct:
+                first = query.answer["fingerprint"]["action"] if query.answer else "?"
+                raise Conflict(
+                    f"labels[{i}]: query {query.id} was already answered ({first}) with a different answer; "
+                    'to change it, send the new answer with "correct": true (the log keeps both)'
+                )
+            superseded = query.answer_event_id
+            prior = box_state(boxes[query.box_id]) if query.box_id is not None else None
+            corrections.undo(session, query, images[query.image_id])
         if query.unit == "review":
             result = answer_review(session, project, query, images[query.image_id], item, class_index, now, i)
         elif query.unit == "box":
@@ -85,6 +93,9 @@ def answer(
             )
         else:
             result = answer_image(session, project, query, images[query.image_id], item, class_index, now, i)
+        if superseded is not None:
+            first = _first_answer(session, query)
+            corrections.mark(session, result, superseded, first, images[query.image_id], prior)
         query.state = "answered"
         query.answered_at = now
         query.answer_event_id = result.event_id
@@ -92,6 +103,12 @@ def answer(
         results.append(result)
     session.flush()
     return results
+
+
+def _first_answer(session: Session, query: Query) -> int | None:
+    return session.scalar(
+        select(func.min(LabelEvent.id)).where(LabelEvent.query_id == query.id, LabelEvent.kind == "answer")
+    )
 
 
 def _check(

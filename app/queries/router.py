@@ -34,9 +34,10 @@ def lease_queries(
     queries = service.lease(
         session, project, k=body.k, annotator=annotator, unit=body.unit, now=utcnow(), settings=settings
     )
+    reason = None if queries else service.why_empty(session, project, utcnow())
     session.commit()
     LEASED.inc(len(queries))
-    return LeaseOut(queries=queries)
+    return LeaseOut(queries=queries, reason=reason)
 
 
 @router.delete("/{query_id}", status_code=status.HTTP_204_NO_CONTENT)

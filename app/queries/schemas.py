@@ -52,3 +52,6 @@ class QueryOut(BaseModel):
 
 class LeaseOut(BaseModel):
     queries: list[QueryOut]
+    reason: str | None = Field(
+        None, description="when queries is empty: why (nothing registered, everything labeled or leased)"
+    )

@@ -24,7 +24,7 @@ from app.models.queue import BOX_QUEUE_WHERE, IMAGE_QUEUE_WHERE, informativeness
 from app.projects.service import project_settings
 from app.queries.schemas import Hint, QueryImage, QueryOut
 from app.rounds import ranking
-from app.rounds.service import serving_unit
+from app.rounds.service import open_pool_images, serving_unit
 from app.settings import Settings
 
 
@@ -50,9 +50,9 @@ def lease(
     expires_at = now + timedelta(seconds=config.lease_ttl_s)
     fallback = False
     if unit is None:  # the project decides: its unit (auto: the round's), image queries while seeding or
-        # once boxes run out
+        # once boxes run out (before any model too, unless boxes were imported: annotators never wait)
         unit = "image" if _seeding(session, project) else serving_unit(session, project)
-        fallback = unit == "box" and project.serving_round > 0
+        fallback = unit == "box"
     if unit in ("image", "review"):
         if _seeding(session, project):
             k = min(k, _seed_images_left(session, project, now))
@@ -66,6 +66,23 @@ def lease(
     if fallback and len(queries) < k:  # no dead end: the round goes on with whole images
         queries += _lease_images(session, project, k - len(queries), annotator, now, expires_at)
     return queries
+
+
+def why_empty(session: Session, project: Project, now: datetime) -> str:
+    """Why a lease found nothing to serve, in words an annotator can act on."""
+    pool = session.scalar(select(func.count()).where(Image.project_id == project.id, Image.split == "pool"))
+    if not pool:
+        return "the project has no pool images yet: register some (POST .../images)"
+    open_images = open_pool_images(session, project)
+    if not open_images:
+        return "every pool image is fully labeled: nothing is left to ask"
+    if _seeding(session, project):
+        return f"the {project_settings(project).seed_images} seed images are all leased or labeled"
+    return (
+        f"every query of round {project.serving_round} is answered or leased to someone else "
+        f"({open_images} pool images are not fully labeled); leases expire after "
+        f"{project_settings(project).lease_ttl_s} s, and the next round brings new queries"
+    )
 
 
 def _seeding(session: Session, project: Project) -> bool:

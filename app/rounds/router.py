@@ -9,7 +9,7 @@ from app.errors import Unavailable
 from app.jobs import service as jobs
 from app.projects.service import get_project
 from app.rounds import service
-from app.rounds.schemas import Curve, RoundPublic, RoundStarted
+from app.rounds.schemas import Curve, RoundPublic, RoundStart, RoundStarted
 from app.schemas import ERRORS, Page, ProjectId
 
 router = APIRouter(
@@ -22,11 +22,16 @@ router = APIRouter(
 
 @router.post("/rounds", status_code=status.HTTP_202_ACCEPTED, response_model=RoundStarted)
 def start_round(
-    project_id: ProjectId, session: WriteSession, enqueuer: EnqueuerDep, _: Admin
+    project_id: ProjectId,
+    session: WriteSession,
+    enqueuer: EnqueuerDep,
+    _: Admin,
+    body: RoundStart | None = None,
 ) -> RoundStarted:
-    """Close the current round and start training the next (or run a failed round again)."""
+    """Close the current round and start training the next (or run a failed round again). An open round
+    that still has queries to serve and has not received its round_size is closed only with force."""
     project = get_project(session, project_id, for_update=True)
-    round_, job = service.start_next_round(session, project)
+    round_, job = service.start_next_round(session, project, force=body is not None and body.force)
     session.commit()
     try:
         enqueuer.send(TASK_RUN_ROUND, [job.id])

@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.schemas import Strict
+
 
 class RoundPublic(BaseModel):
     round: int
@@ -35,6 +37,14 @@ class RoundPublic(BaseModel):
     created_at: datetime
     opened_at: datetime | None
     closed_at: datetime | None
+
+
+class RoundStart(Strict):
+    force: bool = Field(
+        False,
+        description="close the open round even though it has not received its round_size (answers or boxes, "
+        "as round_budget says) while queries are left: without it that is a 409 saying how many to go",
+    )
 
 
 class RoundStarted(BaseModel):

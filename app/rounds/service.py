@@ -31,15 +31,21 @@ def get_round(session: Session, round_id: int, *, for_update: bool = False) -> R
     return found
 
 
-def start_next_round(session: Session, project: Project, now: datetime | None = None) -> tuple[Round, Job]:
+def start_next_round(
+    session: Session, project: Project, now: datetime | None = None, *, force: bool = True
+) -> tuple[Round, Job]:
     """Close the open round (taking the label snapshot) and create the next one, training.
 
-    A failed round is started again instead. The caller commits, then enqueues the job.
+    A failed round is started again instead. Without ``force``, an open round of a model that still has
+    queries to serve and has not received what it asked for is not closed (409, saying how far it is): a
+    retrain nobody meant. The caller commits, then enqueues the job.
     """
     now = now or utcnow()
     current = latest_round(session, project.id, for_update=True)
     if current.state in ("training", "scoring"):
         raise Conflict(f"round {current.number} is still {current.state}; start the next one when it is open")
+    if not force and current.state == "open" and current.number >= 1:
+        _check_due(session, project, current)
     if current.state == "failed":
         current.state = "training"
         current.error = None
@@ -95,6 +101,33 @@ def serving_unit(session: Session, project: Project) -> str:
         select(Round).where(Round.project_id == project.id, Round.number == project.serving_round)
     )
     return round_unit(project, serving)
+
+
+def _check_due(session: Session, project: Project, current: Round) -> None:
+    config = project_settings(project)
+    used = spent(session, project, current)
+    if used >= config.round_size:
+        return
+    open_images = session.scalar(
+        select(func.count()).where(
+            Image.project_id == project.id, Image.split == "pool", ~Image.fully_labeled
+        )
+    )
+    if not open_images:
+        return  # nothing left to ask: closing it early is the only way on
+    what = "boxes obtained" if config.round_budget == "boxes" else "answers"
+    raise Conflict(
+        f"round {current.number} has {used} of the {config.round_size} {what} it asks for "
+        f'({config.round_size - used} to go); send {{"force": true}} to close it and retrain now'
+    )
+
+
+def open_pool_images(session: Session, project: Project) -> int:
+    """Pool images not fully labeled: what queries can still ask about."""
+    stmt = select(func.count()).where(
+        Image.project_id == project.id, Image.split == "pool", ~Image.fully_labeled
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def maybe_close_round(session: Session, project: Project) -> tuple[Round, Job] | None:

@@ -22,7 +22,8 @@ def _annotate(url: str, pid: int, name: str) -> tuple[list[int], list[int], list
     errors: list[int] = []
     with httpx.Client(base_url=url, timeout=60, headers=auth(ADMIN_TOKEN)) as http:
         while True:
-            response = http.post(f"/v1/projects/{pid}/queries", json={"k": K, "annotator": name})
+            body = {"k": K, "annotator": name, "unit": "box"}  # the box queries alone, no image fallback
+            response = http.post(f"/v1/projects/{pid}/queries", json=body)
             if response.status_code != 200:
                 errors.append(response.status_code)
                 continue

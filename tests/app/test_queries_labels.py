@@ -31,13 +31,13 @@ def _label(client, pid: int, *labels: dict):
 def test_leases_follow_informativeness_and_never_repeat(client, database, tmp_path: Path) -> None:
     project, box_ids = _pool(client, database, tmp_path)
     pid = project["id"]
-    first = _lease(client, pid, 4, "alice")
-    second = _lease(client, pid, 10, "bob")
+    first = _lease(client, pid, 4, "alice", unit="box")
+    second = _lease(client, pid, 10, "bob", unit="box")
     served = [q["box_id"] for q in first + second]
     # seed_pool gives later images and later boxes higher informativeness
     assert served == sorted(box_ids, key=lambda b: -[*box_ids].index(b))
     assert len(set(served)) == len(box_ids)
-    assert _lease(client, pid, 5) == []
+    assert _lease(client, pid, 5, unit="box") == []
     q = first[0]
     assert q["unit"] == "box" and q["label"] in ("cat", "dog") and q["round"] == 0
     assert q["image"]["url"].endswith("/content") and q["informativeness"] >= first[1]["informativeness"]
@@ -59,9 +59,9 @@ def test_leases_follow_informativeness_and_never_repeat(client, database, tmp_pa
 def test_released_and_expired_leases_return_to_the_queue(client, database, tmp_path: Path) -> None:
     project, _ = _pool(client, database, tmp_path, per_image=1, images=2)
     pid = project["id"]
-    a, b = _lease(client, pid, 2, "alice")
+    a, b = _lease(client, pid, 2, "alice", unit="box")
     assert client.delete(f"/v1/projects/{pid}/queries/{a['query_id']}").status_code == 204
-    again = _lease(client, pid, 5, "bob")
+    again = _lease(client, pid, 5, "bob", unit="box")
     assert [q["box_id"] for q in again] == [a["box_id"]]
 
     with database.transaction() as session:  # b's lease runs out
@@ -77,7 +77,7 @@ def test_released_and_expired_leases_return_to_the_queue(client, database, tmp_p
     response = _label(client, pid, {"query_id": a["query_id"], "action": "accept"})
     assert response.status_code == 409 and "leased to another annotator" in response.json()["detail"]
     assert _label(client, pid, {"query_id": again[0]["query_id"], "action": "accept"}).status_code == 200
-    assert _lease(client, pid, 5) == []
+    assert _lease(client, pid, 5, unit="box") == []
 
 
 def test_each_action_changes_the_box_and_is_logged(client, database, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_answers_are_idempotent_and_never_overwritten(client, database, tmp_path
     assert repeat["status"] == "already_recorded" and repeat["event_id"] == first["event_id"]
     before = db_state(database)
     response = _label(client, pid, {**answer, "label": "cat"})
-    assert response.status_code == 409 and "never overwritten" in response.json()["detail"]
+    assert response.status_code == 409 and '"correct": true' in response.json()["detail"]
     assert db_state(database) == before
     with database.transaction() as session:
         assert session.query(LabelEvent).count() == 1
@@ -239,10 +239,10 @@ def test_suppress_duplicates_resolves_overlapping_boxes(client, database, tmp_pa
                     informativeness=info,
                 )
             )
-    (q,) = _lease(client, pid, 1)
+    (q,) = _lease(client, pid, 1, unit="box")
     response = _label(client, pid, {"query_id": q["query_id"], "action": "accept"})
     assert len(response.json()["labels"][0]["resolved_box_ids"]) == 1
-    remaining = _lease(client, pid, 5)
+    remaining = _lease(client, pid, 5, unit="box")
     assert len(remaining) == 1 and remaining[0]["bbox"][0] == 40
     derived = [e for e in client.get(f"/v1/projects/{pid}/labels").json()["items"] if e["kind"] == "derived"]
     assert derived[0]["action"] == "duplicate" and "IoU" in derived[0]["after"]["reason"]

@@ -103,7 +103,8 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
     assert len(created) == len(again) == 2
     assert len(client.get(f"/v1/projects/{pid}/images/{images[1]['id']}").json()["boxes"]) == 2
     # hidden until the ranking is applied
-    assert client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a"}).json()["queries"] == []
+    hidden = client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a", "unit": "box"})
+    assert hidden.json()["queries"] == [] and "every query of round 0" in hidden.json()["reason"]
     with database.transaction() as session:
         results.apply_ranking(session, round_id)
         results.apply_ranking(session, round_id)
@@ -152,7 +153,8 @@ def test_a_failed_job_keeps_the_old_ranking_and_the_round_is_retryable(client, d
     assert job["state"] == "failed" and job["error"] == "CUDA out of memory"
     rounds = client.get(f"/v1/projects/{pid}/rounds").json()["items"]
     assert rounds[-1]["state"] == "failed" and rounds[-1]["error"] == "CUDA out of memory"
-    assert len(client.post(f"/v1/projects/{pid}/queries", json={"annotator": "a"}).json()["queries"]) == 2
+    body = {"annotator": "a", "unit": "box"}  # the old ranking's two box queries still serve
+    assert len(client.post(f"/v1/projects/{pid}/queries", json=body).json()["queries"]) == 2
     retry = client.post(f"/v1/projects/{pid}/rounds")
     assert (
         retry.status_code == 202
