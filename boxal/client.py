@@ -187,7 +187,7 @@ class Client:
     # --- queries and labels ----------------------------------------------------------------------
 
     def lease(
-        self, pid: int, k: int, annotator: str, unit: Literal["box", "image"] | None = None
+        self, pid: int, k: int, annotator: str, unit: Literal["box", "image", "review"] | None = None
     ) -> list[JSON]:
         body: JSON = {"k": k, "annotator": annotator, **({"unit": unit} if unit else {})}
         return self._call("POST", f"/v1/projects/{pid}/queries", json=body)["queries"]

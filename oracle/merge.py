@@ -25,6 +25,22 @@ REFERENCE_KEYS = (
 )  # fmt: skip
 
 
+# project settings that change nothing on a fully labeled pool: what a query asks and how partly labeled
+# images train (the reference has none), and "loop", which only gives defaults to those
+QUERY_ONLY = {
+    "loop", "unit", "strategy", "reduction", "pool_policy", "query_min_score", "noisy_targets",
+    "pseudo_label_score", "unknown_background", "refresh_confidence", "complete_share", "auto_min_recall",
+    "auto_window", "auto_min_images", "annotator_costs", "review_min_score", "fallback",
+}  # fmt: skip
+
+
+def _for_reference(key: str, spec: dict[str, Any]) -> Any:
+    value = spec.get(key)
+    if key == "settings" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in QUERY_ONLY}
+    return value
+
+
 def _ran(spec: dict[str, Any]) -> list[str]:
     """The arms a run recorded (runs made before arms could be chosen ran them all)."""
     if "ran" in spec:
@@ -57,7 +73,7 @@ def _reused(
     taken: dict[int, Path] = {}
     for run in references:
         spec, log = _read(run)
-        changed = [k for k in REFERENCE_KEYS if spec.get(k) != settings.get(k)]
+        changed = [k for k in REFERENCE_KEYS if _for_reference(k, spec) != _for_reference(k, settings)]
         if changed:
             raise ValueError(
                 f"{run}'s reference cannot stand for {settings['name']}'s: {', '.join(changed)} differ"

@@ -19,9 +19,10 @@ def write_image(
 def create_project(
     client: Any, name: str = "cells", classes: list[str] | None = None, **settings: Any
 ) -> dict:
-    response = client.post(
-        "/v1/projects", json={"name": name, "classes": classes or ["cat", "dog"], "settings": settings}
-    )
+    """A project on the paper's loop unless ``loop`` says otherwise (most tests pin its rules down; boxal's
+    own loop has tests that say so)."""
+    body = {"name": name, "classes": classes or ["cat", "dog"], "settings": {"loop": "paper", **settings}}
+    response = client.post("/v1/projects", json=body)
     assert response.status_code == 201, response.text
     return response.json()
 

@@ -71,6 +71,7 @@ async def register_images(
     await run_in_threadpool(_existing_project, db, project_id)  # 404 before reading a large body
     content_type = request.headers.get("content-type", "")
     skipped: list[tuple[str, str]] = []
+    existing = "error"
     if content_type.startswith("multipart/form-data"):
         new_images = await _read_uploads(request, project_id, settings)
     else:
@@ -78,6 +79,7 @@ async def register_images(
             body = ImagesIn.model_validate_json(await request.body())
         except ValidationError as exc:
             raise Invalid(describe_validation_error(exc, prefix="body")) from exc
+        existing = body.existing
         if body.prefix is not None:
             new_images, skipped = await run_in_threadpool(
                 service.prepare_prefix, body.prefix, body.split, settings
@@ -89,9 +91,12 @@ async def register_images(
     def register() -> ImagesOut:
         nonlocal committed
         with db.transaction() as session:
-            rows = (
-                service.register(session, get_project(session, project_id), new_images) if new_images else []
-            )
+            project = get_project(session, project_id)
+            fresh = new_images
+            if existing == "skip":
+                fresh, already = service.split_registered(session, project, new_images)
+                skipped.extend((image.external_id, "already registered: skipped") for image in already)
+            rows = service.register(session, project, fresh) if fresh else []
             out = ImagesOut(
                 images=[service.to_public(row) for row in rows],
                 skipped=[SkippedImage(item=item, reason=reason) for item, reason in skipped],

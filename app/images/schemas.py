@@ -31,6 +31,11 @@ class ImagesIn(Strict):
         "web server's listing), registered in ``split`` with its file stem as external id",
     )
     split: Literal["pool", "test"] = Field("pool", description="with prefix: the split they join")
+    existing: Literal["error", "skip"] = Field(
+        "error",
+        description="an image whose external_id is already registered: error (409 for the whole request, "
+        "nothing registered) or skip (the others are registered; each skipped one is a line of skipped)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ImagesIn:
@@ -79,5 +84,7 @@ class SkippedImage(BaseModel):
 class ImagesOut(BaseModel):
     images: list[ImagePublic]
     skipped: list[SkippedImage] = Field(
-        default_factory=list, description="with prefix: images that could not be read, and why"
+        default_factory=list,
+        description="images not registered, and why: unreadable under a prefix, already registered (existing "
+        "skip), links out of a listing's prefix",
     )

@@ -116,18 +116,34 @@ def prepare_prefix(
     return found, sorted(skipped)
 
 
-def register(session: Session, project: Project, images: list[NewImage]) -> list[Image]:
-    ids = [image.external_id for image in images]
-    repeated = sorted({x for x in ids if ids.count(x) > 1})
-    if repeated:
-        raise Invalid(f"external_id repeated in the request: {repeated[:10]}")
+def registered_ids(session: Session, project: Project, ids: list[str]) -> set[str]:
     taken: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         stmt = select(Image.external_id).where(Image.project_id == project.id, Image.external_id.in_(chunk))
         taken.update(session.scalars(stmt))
+    return taken
+
+
+def split_registered(
+    session: Session, project: Project, images: list[NewImage]
+) -> tuple[list[NewImage], list[NewImage]]:
+    """(not registered yet, already registered), by external id."""
+    taken = registered_ids(session, project, [image.external_id for image in images])
+    return [i for i in images if i.external_id not in taken], [i for i in images if i.external_id in taken]
+
+
+def register(session: Session, project: Project, images: list[NewImage]) -> list[Image]:
+    ids = [image.external_id for image in images]
+    repeated = sorted({x for x in ids if ids.count(x) > 1})
+    if repeated:
+        raise Invalid(f"external_id repeated in the request: {repeated[:10]}")
+    taken = registered_ids(session, project, ids)
     if taken:
-        raise Conflict(f"images already registered with external_id {sorted(taken)[:10]}")
+        raise Conflict(
+            f"images already registered with external_id {sorted(taken)[:10]}; send "
+            '"existing": "skip" to register only the others'
+        )
     rows = [
         Image(
             project_id=project.id,

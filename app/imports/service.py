@@ -30,13 +30,22 @@ class Report:
 
     def skip(self, item: str, reason: str) -> None:
         self.out.skipped_count += 1
-        self._reasons[re.sub(r"'[^']*'|\d+(\.\d+)?", "_", reason)] += 1
+        self._reasons[reason_key(reason)] += 1
         if len(self.out.skipped) < MAX_LISTED_SKIPS:
             self.out.skipped.append(SkippedItem(item=item, reason=reason))
 
     def finish(self) -> ImportReport:
         self.out.skipped_by_reason = dict(self._reasons.most_common())
         return self.out
+
+
+def reason_key(reason: str) -> str:
+    """A skip reason with what varies from item to item taken out, so that alike skips count together:
+    a list becomes [...], a quoted name and a number _ ("class _ is not one of the project's classes
+    [...]", "zero or negative size (_ x _)")."""
+    reason = re.sub(r"\[[^\]]*\]", "[...]", reason)
+    reason = re.sub(r"(?<![A-Za-z])'[^']*'", "_", reason)
+    return re.sub(r"-?\d+(\.\d+)?", "_", reason)
 
 
 def run_import(

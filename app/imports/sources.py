@@ -147,7 +147,7 @@ def voc_sources(
             item = f"{annotation.stem}.xml object {i} ({obj.name})"
             source.boxes.append(SourceBox(obj.bbox, obj.name, item, defect=obj.defect))
         sources.append(source)
-    return sources
+    return sources + _missing(body.ids, sources)
 
 
 def _remote_image(file_name: str, stem: str, images: dict[str, str]) -> str | None:
@@ -180,7 +180,7 @@ def yolo_sources(body: YoloImport, root: Path, settings: Settings) -> list[Sourc
             item = f"{image.subset}/labels/{image.stem}.txt line {obj.line}"
             source.boxes.append(SourceBox(obj.bbox, obj.name or "", item, defect=obj.defect))
         sources.append(source)
-    return sources
+    return sources + _missing(body.ids, sources)
 
 
 def _remote_yolo(body: YoloImport, root: Path, prefix: str, settings: Settings) -> list[SourceImage]:
@@ -221,12 +221,28 @@ def _remote_yolo(body: YoloImport, root: Path, prefix: str, settings: Settings) 
     return sources
 
 
+def _missing(ids: list[str] | None, sources: list[SourceImage]) -> list[SourceImage]:
+    """The ids that named no image, each a line of the report."""
+    found = {key for source in sources for key in source.keys}
+    return [
+        SourceImage([name], name, None, None, defect="ids: no file with this stem in the directory")
+        for name in sorted(set(ids or []) - found)
+    ]
+
+
 def _chosen(images: list[Any], ids: list[str] | None, settings: Settings) -> list[Any]:
     """The images (anything with ``stem`` and ``objects``) named by ``ids`` (all if None), within the
-    import size limit."""
+    import size limit; ids that name none of them are 422 (a typo imports nothing)."""
     if ids is not None:
         wanted = set(ids)
-        images = [image for image in images if image.stem in wanted]
+        found = [image for image in images if image.stem in wanted]
+        if not found and images:
+            example = ", ".join(sorted(image.stem for image in images)[:3])
+            raise Invalid(
+                f"ids: none of {sorted(wanted)[:10]} is a file stem in the directory (its stems look like: "
+                f"{example}, ...)"
+            )
+        images = found
     if sum(1 + len(image.objects) for image in images) > settings.max_import_items:
         raise TooLarge(f"import has over {settings.max_import_items} images plus objects")
     return images

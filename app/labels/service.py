@@ -134,12 +134,33 @@ def _check(
         if r.bbox is not None
     ]
     for bbox, label, where in drawn:
+        _check_pixels(bbox, image, f"{where}.bbox")
         if not bbox_inside(bbox, image.width, image.height):
             raise Invalid(f"{where}.bbox: {bbox} is outside the {image.width}x{image.height} image")
         if label not in class_index:
             raise Invalid(
                 f"{where}.label: {label!r} is not a class of this project; valid: {project.classes}"
             )
+
+
+MIN_BOX_PX = 2.0  # a box narrower or lower than this is a slip of the mouse, not an object
+
+
+def _check_pixels(bbox: list[float], image: Image, where: str) -> None:
+    """422 for a box given in normalised coordinates (every one in [0, 1] on an image larger than a few
+    pixels: the API takes pixels) or smaller than MIN_BOX_PX."""
+    x1, y1, x2, y2 = bbox
+    if min(image.width, image.height) > 4 and all(0 <= v <= 1 for v in bbox):
+        pixels = [round(x1 * image.width, 1), round(y1 * image.height, 1)]
+        pixels += [round(x2 * image.width, 1), round(y2 * image.height, 1)]
+        raise Invalid(
+            f"{where}: {bbox} looks normalised (every coordinate in [0, 1]); boxal takes pixels of the "
+            f"{image.width}x{image.height} image, here {pixels}"
+        )
+    if x2 - x1 < MIN_BOX_PX or y2 - y1 < MIN_BOX_PX:
+        raise Invalid(
+            f"{where}: {bbox} is {x2 - x1:g}x{y2 - y1:g} px; a box is at least {MIN_BOX_PX:g} px a side"
+        )
 
 
 def _answer_box(

@@ -12,6 +12,7 @@ from app.db import load
 from app.errors import Conflict, Invalid, NotFound
 from app.images.storage import resolve_under_roots
 from app.models import Box, Image, LabelEvent, Project, Round, utcnow
+from app.projects.loops import LOOPS
 from app.projects.schemas import NAMED_WEIGHTS, ProjectCreate, ProjectPublic, ProjectSettings, ProjectUpdate
 from app.settings import Settings
 
@@ -75,11 +76,14 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, sett
         project.name = data.name
     if data.settings is not None:
         changes = data.settings.model_dump(exclude_unset=True)
+        kept = project.settings
+        if "loop" in changes:  # a loop chosen anew sets its settings, but for those this patch gives
+            kept = {k: v for k, v in kept.items() if k not in LOOPS[changes["loop"]] or k in changes}
         merged: dict[str, Any] = {
-            **project.settings,
+            **kept,
             **{  # a setting made of figures (annotator_costs) changes only the figures given
-                key: {**project.settings[key], **value}
-                if isinstance(value, dict) and isinstance(project.settings.get(key), dict)
+                key: {**kept[key], **value}
+                if isinstance(value, dict) and isinstance(kept.get(key), dict)
                 else value
                 for key, value in changes.items()
             },

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from app.projects.auto_settings import AnnotatorCosts, AutoSettings  # noqa: F401
+from app.projects.loops import LOOPS, LoopSettings  # noqa: F401
 from worker import acquisition  # numpy only: the one thing the API takes from the worker package
 
 # Built by name by the detection engine (worker/engine/presets.py checks that it knows exactly these).
@@ -29,8 +30,9 @@ else:  # the registry's names, as an enum in the OpenAPI schema
 ClassName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
-class ProjectSettings(AutoSettings):
-    """How a project queries, trains and serves. Defaults follow the paper where it gives one."""
+class ProjectSettings(LoopSettings, AutoSettings):
+    """How a project queries, trains and serves. Defaults: the loop boxal's pilots chose; ``loop: paper``
+    gives the paper's (each setting still one's own to set)."""
 
     unit: Literal["box", "image", "review", "auto"] = Field(
         "box",
@@ -42,7 +44,7 @@ class ProjectSettings(AutoSettings):
         "round records which and why",
     )
     strategy: StrategyName = Field(
-        "least_confidence",
+        "least_confidence_bg",
         description="informativeness measure used to rank the pool (at box level, one that needs box "
         "features, such as coreset, needs a faster_rcnn_* model): "
         + "; ".join(f"{name}: {cls.description}" for name, cls in acquisition.REGISTRY.items()),
@@ -89,7 +91,7 @@ class ProjectSettings(AutoSettings):
         "labeled: only images with an adjusted or accepted box (boxal before this setting)",
     )
     noisy_targets: Literal["frozen", "refreshed", "pseudo"] = Field(
-        "frozen",
+        "pseudo",
         description="frozen: noisy boxes are the first model's predictions, as the paper has them; "
         "refreshed (beyond the paper): before each round's training the current model predicts the "
         "training images again; noisy boxes overlapping an answered box are dropped, one class per object "
@@ -105,7 +107,7 @@ class ProjectSettings(AutoSettings):
         "pseudo-label",
     )
     unknown_background: Literal["full", "soft", "ignore"] = Field(
-        "full",
+        "soft",
         description="on partly labeled images, the anchors and proposals that match no target and lie in no "
         "background answer (nobody looked there): full: train as background (the paper); soft: as "
         "background, each weighted by the model's own background probability for it (Soft Teacher), "
@@ -120,7 +122,7 @@ class ProjectSettings(AutoSettings):
         "the annotator to accept, fix or delete",
     )
     query_min_score: float = Field(
-        0.0,
+        0.5,
         ge=0,
         lt=1,
         description="box unit: only predictions the current model scores at least this are served as box "
@@ -205,7 +207,7 @@ class ProjectSettings(AutoSettings):
         False, description="start each round's training from the previous round's model (paper: off)"
     )
     pool_policy: Literal["fixed", "refresh"] = Field(
-        "fixed", description="fixed: U_B from the first model (paper); refresh: re-predict every round"
+        "refresh", description="fixed: U_B from the first model (paper); refresh: re-predict every round"
     )
     seed_images: int = Field(
         0, ge=0, le=1_000_000, description="random image queries served before the first round"

@@ -139,8 +139,8 @@ def _locking(session: Session, stmt: Any, of: Any = None) -> Any:
 def _free_boxes(session: Session, project: Project, k: int, now: datetime) -> list[tuple[Box, float | None]]:
     """The serving round's ranking walked down its scores (app/rounds/ranking.py), then, if that runs
     out, boxes no round has scored (imported since, or before any round) by their own informativeness.
-    Under a query band (query_min_score) a round's predictions outside its ranking were left out on
-    purpose: only imported boxes (no round predicted them) are walked then."""
+    Under a query band (query_min_score) a ranked round's predictions outside its ranking were left out
+    on purpose: only boxes no round predicted are walked then (before any ranking, every box is)."""
     found: list[tuple[Box, float | None]] = []
     round_id = ranking.serving_round_id(session, project)
     if round_id is not None:
@@ -154,8 +154,8 @@ def _free_boxes(session: Session, project: Project, k: int, now: datetime) -> li
         found = [(box, score) for box, score in session.execute(_locking(session, ranked, of=Box))]
     if len(found) < k:
         rest = _queue_walk(session, project, Box, BOX_QUEUE_WHERE, k - len(found), now)
-        if project_settings(project).query_min_score > 0:
-            rest = rest.where(Box.round_predicted.is_(None))
+        if project_settings(project).query_min_score > 0 and round_id is not None:
+            rest = rest.where(Box.round_predicted.is_(None))  # left out of the served ranking on purpose
         if found:
             rest = rest.where(Box.id.not_in([box.id for box, _ in found]))
         found += [(box, box.informativeness) for box in session.scalars(rest)]

@@ -242,7 +242,9 @@ def _drop_superseded_predictions(session: Session, project_id: int, number: int)
 
 
 def evaluation_set(session: Session, project_id: int) -> list[tuple[Image, list[Box]]]:
-    """Test images that have ground truth, each with its labeled boxes, by image id."""
+    """Test images that have ground truth, each with its labeled boxes, by image id: every test image
+    whose ground truth was imported, those with no object included (their detections are false
+    positives), and any other with a labeled box."""
     images = list(
         session.scalars(
             select(Image).where(Image.project_id == project_id, Image.split == "test").order_by(Image.id)
@@ -254,7 +256,19 @@ def evaluation_set(session: Session, project_id: int) -> list[tuple[Image, list[
     )
     for box in session.scalars(labeled):
         truth[box.image_id].append(box)
-    return [(image, truth[image.id]) for image in images if truth[image.id]]
+    return [(image, truth[image.id]) for image in images if image.fully_labeled or truth[image.id]]
+
+
+def test_images_without_truth(session: Session, project_id: int) -> int:
+    """Test images registered with no ground truth imported: they cannot be evaluated."""
+    with_boxes = select(Box.image_id).where(Box.project_id == project_id, Box.status == "labeled")
+    stmt = select(func.count()).where(
+        Image.project_id == project_id,
+        Image.split == "test",
+        ~Image.fully_labeled,
+        Image.id.not_in(with_boxes),
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def record_evaluation(session: Session, round_id: int, metrics: dict[str, Any]) -> None:

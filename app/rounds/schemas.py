@@ -22,6 +22,11 @@ class RoundPublic(BaseModel):
     notice: str | None = Field(
         None, description="why this box round serves image queries (too few box queries), and what to change"
     )
+    warning: str | None = Field(
+        None,
+        description="its test mAP@0.5 fell by more than 20% from the previous round's: by how much, and what "
+        "it trained on (noisy targets per image and their score floor)",
+    )
     unit: str | None = Field(
         None, description="unit auto: the unit this round serves (box, image or review); null: the project's"
     )
@@ -73,6 +78,8 @@ class CurvePoint(BaseModel):
     map50: float | None
     model_version: str | None
     notice: str | None = Field(None, description="as the round's: why it served image queries")
+    warning: str | None = Field(None, description="as the round's: its mAP@0.5 fell, and what it trained on")
+    note: str | None = Field(None, description="why mAP is null, or which test images were not evaluated")
     unit: str | None = Field(None, description="unit auto: the unit the round served")
     unit_reason: str | None = Field(None, description="unit auto: why, with the figures it was chosen on")
     per_class: list[ClassPoint] | None = Field(None, description="per class: AP on the test split, counts")

@@ -390,3 +390,20 @@ def test_the_served_ranking_switches_by_one_row_and_older_scores_go_in_batches(
             session.execute(select(BoxScore.round_id, func.count()).group_by(BoxScore.round_id)).all()
         )
     assert staged == {round2.id: 6}  # the serving round's ranking stays whole
+
+
+def test_a_test_image_with_no_object_is_evaluated_and_one_without_truth_is_counted(
+    client, database, tmp_path
+) -> None:
+    """A test image whose imported ground truth holds no object is evaluated (its detections are false
+    positives), not dropped; a test image with no ground truth imported is counted for the round's note."""
+    from tests.factories import coco_for, create_project, import_coco, register_images
+
+    pid = create_project(client)["id"]
+    test = register_images(client, pid, tmp_path / "test", 3, split="test", prefix="t")
+    import_coco(client, pid, coco_for(test[:2], {"t00000": [([1, 1, 9, 9], "cat")]}, ["cat", "dog"]))
+    with database.transaction(write=False) as session:
+        evaluated = results.evaluation_set(session, pid)
+        missing = results.test_images_without_truth(session, pid)
+    assert [(image.external_id, len(boxes)) for image, boxes in evaluated] == [("t00000", 1), ("t00001", 0)]
+    assert missing == 1

@@ -39,7 +39,7 @@ def test_an_annotation_loop_and_every_endpoint_family(
         preds = coco_for(images[1:], {"img1": [([2, 2, 30, 30], "cat")], "img2": [([4, 4, 9, 9], "dog")]},
                          ["cat", "dog"], scores=True)  # fmt: skip
         boxal.import_coco(pid, preds, kind="predictions", model_version="theirs")
-        leased = boxal.lease(pid, k=5, annotator="ana")
+        leased = boxal.lease(pid, k=5, annotator="ana", unit="box")  # the two imported boxes, no images
         assert len(leased) == 2
         boxal.release(pid, leased[1]["query_id"])
         done = boxal.answer(

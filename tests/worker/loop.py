@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bxl_end-to-end-admin-token-42"  # BOXAL_ADMIN_TOKEN of the servers these tests start
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 FAST = {
+    "loop": "paper",  # these tests follow the paper's loop; boxal's default loop has tests of its own
     "model": "faster_rcnn_r18_fpn_lite",
     "min_size": 96,
     "max_size": 96,

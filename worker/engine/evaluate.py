@@ -115,6 +115,6 @@ def evaluate(
     )
     as_lists = [(d.boxes.tolist(), d.labels.tolist(), d.scores.tolist()) for d in detections]
     out = coco_map(items, as_lists, detector.num_classes)
-    out["test_images"] = float(len(items))
-    out["test_boxes"] = float(np.sum([len(item.boxes) for item in items]))
+    out["test_images"] = len(items)
+    out["test_boxes"] = int(np.sum([len(item.boxes) for item in items]))
     return out

@@ -322,3 +322,107 @@ def test_consistency_ranks_the_pool_from_the_models_views(client, ctx, scenes) -
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores) and scores[0] > 0
     refused = client.patch(f"/v1/projects/{pid}", json={"settings": {"unit": "image"}})
     assert refused.status_code == 422 and "consistency" in refused.json()["detail"]
+
+
+def _low_score_predictions(client, pid: int, scenes) -> None:
+    """Predictions at score 0.2 on pool images 3-9, one per object (what a weak first model sends)."""
+    from formats.coco import load_coco
+
+    data = load_coco(scenes.train_json)
+    images = data.images[3:10]
+    ids = {im.id for im in images}
+    coco = {
+        "images": [
+            {"id": f"pool-{im.id}", "file_name": im.file_name, "width": im.width, "height": im.height}
+            for im in images
+        ],
+        "categories": [{"id": k, "name": v} for k, v in data.categories.items()],
+        "annotations": [
+            {"id": i, "image_id": f"pool-{a.image_id}", "category_id": a.category_id, "score": 0.2,
+             "bbox": [a.bbox[0], a.bbox[1], a.bbox[2] - a.bbox[0], a.bbox[3] - a.bbox[1]]}
+            for i, a in enumerate(data.annotations) if a.image_id in ids
+        ],
+    }  # fmt: skip
+    body = {"format": "coco", "kind": "predictions", "data": coco}
+    client.post(f"/v1/projects/{pid}/imports", json=body).raise_for_status()
+
+
+def _round_two_noisy_targets(client, ctx, scenes, monkeypatch, **settings) -> list:
+    """Digit scenes with low-score pool predictions, one of them answered background (its image joins
+    training partly labeled), round 1; the noisy targets round 2 trains on, as the training loop gets them."""
+    pid = _project(client, scenes, round_size=1000, **settings)
+    _low_score_predictions(client, pid, scenes)
+    lease = {"k": 1, "annotator": "t", "unit": "box"}  # before any model: the imported boxes
+    [query] = client.post(f"/v1/projects/{pid}/queries", json=lease).json()["queries"]
+    answer = {"labels": [{"query_id": query["query_id"], "action": "background"}]}
+    client.post(f"/v1/projects/{pid}/labels", json=answer).raise_for_status()
+    _run_round(ctx, _start(ctx, pid))
+    seen: list = []
+    real = train.train
+
+    def spy(detector, records, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.extend(records)
+        return real(detector, records, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train", spy)
+    train.train_round(ctx, _start(ctx, pid))
+    partial = [r for r in seen if not r.complete]
+    assert partial, "the answered image trains, partly labeled"
+    return [box for record in partial for box in record.noisy]
+
+
+def test_the_default_loop_trains_no_prediction_under_the_pseudo_label_floor(
+    client, ctx, scenes, monkeypatch
+) -> None:
+    """Defaults from evidence (issue 47): a new project's noisy targets on a partly labeled image are the
+    current model's pseudo-labels from 0.9 only, never the low-score predictions the paper trains on."""
+    from worker.engine.inference import predict
+
+    noisy = _round_two_noisy_targets(client, ctx, scenes, monkeypatch, loop="boxal")
+    with ctx.db.transaction(write=False) as session:
+        version = session.scalar(select(Round.model_version).where(Round.number == 1))
+        answered = select(Box.image_id).where(Box.status == "background")
+        paths = list(session.scalars(select(Image.path).where(Image.id.in_(answered))))
+    confident = predict(ctx.detector(version), paths, 0.9)
+    assert len(noisy) == sum(len(c.scores) for c in confident) == 0  # this weak model makes no pseudo-label
+
+
+def test_the_papers_loop_trains_the_low_score_predictions(client, ctx, scenes, monkeypatch) -> None:
+    """The same with loop paper: the predictions at 0.2 are noisy targets (what the defaults avoid)."""
+    noisy = _round_two_noisy_targets(client, ctx, scenes, monkeypatch, loop="paper")
+    assert noisy and all(box.weight == 0.5 for box in noisy)
+
+
+def test_a_round_whose_map_falls_says_so_with_what_it_trained_on(client, ctx, tmp_path) -> None:
+    """The new user's round pair (issue 47): 0.813, then 0.222 after training on 2,361 noisy targets from
+    score 0.05; the round, /curve and so the page carry the warning."""
+    from app.jobs import service as job_service
+    from app.models import Project
+    from app.rounds import results
+    from tests.factories import coco_for, create_project, import_coco, register_images
+    from worker.stages.job import load
+
+    pid = create_project(client, loop="paper", t_d=0.05)["id"]
+    images = register_images(client, pid, tmp_path / "pool", 2)
+    import_coco(client, pid, coco_for(images[:1], {"img00000": [([1, 1, 9, 9], "cat")]}, ["cat", "dog"]))
+    with ctx.db.transaction() as session:
+        project = session.get(Project, pid)
+        first, _ = rounds.start_next_round(session, project)
+        first.state, first.model_version, first.metrics = "open", "m1", {"map50": 0.813}
+        project.serving_round = 1
+        second, job = rounds.start_next_round(session, project, force=True)
+        job_service.job_progress(session, job.id, images=88, labeled_boxes=412, noisy_boxes=2361)
+        job_id, round_id = job.id, second.id
+    steady = evaluate._fell
+    with ctx.db.transaction() as session:
+        assert steady(session, load(ctx, job_id), 0.7) is None  # a 14% dip is no warning
+        warning = steady(session, load(ctx, job_id), 0.222)
+        results.record_evaluation(session, round_id, {"map50": 0.222, "warning": warning})
+    assert warning == (
+        "mAP@0.5 fell from 0.813 to 0.222 (-73%) after training on 88 images with 412 labeled boxes and "
+        "2361 noisy targets (26.8 per image), the first model's predictions from score 0.05 (noisy_targets "
+        "frozen). Noisy targets that are not objects teach the model to find them: the default loop keeps "
+        "only pseudo-labels from 0.9; with the paper's, raise t_d or lower lambda_d"
+    )
+    assert client.get(f"/v1/projects/{pid}/rounds").json()["items"][2]["warning"] == warning
+    assert client.get(f"/v1/projects/{pid}/curve").json()["points"][-1]["warning"] == warning
