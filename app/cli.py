@@ -12,18 +12,14 @@ from typing import Annotated
 
 import typer
 
-from app.settings import Settings, get_settings
-from boxal.watchdog import STALL_S
+from app.cli_client import _redact, _settings, token_cli, wait
+from app.settings import Settings
 
 cli = typer.Typer(help="boxal: box-level active learning for object detection", no_args_is_help=True)
 db_cli = typer.Typer(help="database schema (Alembic migrations)", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
-token_cli = typer.Typer(help="bearer tokens: admin, or annotator scoped to projects", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
-
-
-def _settings() -> Settings:
-    return get_settings()
+cli.command()(wait)
 
 
 def _upgrade(settings: Settings, revision: str = "head") -> None:
@@ -144,32 +140,6 @@ def run_worker(name: Annotated[str, typer.Option(help="Celery node name")] = "bo
     os.execv(command[0], command)
 
 
-@cli.command()
-def wait(
-    job_id: Annotated[str, typer.Argument(help="the job to follow")],
-    url: Annotated[str, typer.Option(help="the boxal server")] = "http://127.0.0.1:8000",
-    token: Annotated[str | None, typer.Option(envvar="BOXAL_TOKEN", help="bearer token")] = None,
-    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 24 * 3600,
-    stall_timeout: Annotated[
-        float,
-        typer.Option(
-            help="give up when the job shows no progress for this many seconds, or at once when the "
-            "server's worker exited for good (or has not consumed for 120 s)"
-        ),
-    ] = STALL_S,
-) -> None:
-    """Follow a job with a progress bar until it succeeds (exit 0) or fails, or gives up (exit 1)."""
-    from app.progress import follow_job
-    from boxal.watchdog import ServerStuck
-
-    try:
-        state = follow_job(url, job_id, token=token, timeout=timeout, stall_s=stall_timeout)
-    except (ServerStuck, TimeoutError) as exc:
-        typer.echo(f"boxal wait stopped: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    raise typer.Exit(0 if state == "succeeded" else 1)
-
-
 def _ensure_admin(settings: Settings) -> str:
     from app.auth.service import ensure_admin_token
     from app.db import Database
@@ -180,75 +150,6 @@ def _ensure_admin(settings: Settings) -> str:
             return ensure_admin_token(session, settings)
     finally:
         db.dispose()
-
-
-@token_cli.command("create")
-def token_create(
-    name: Annotated[str, typer.Option(help="who holds it (annotator tokens record answers under it)")],
-    role: Annotated[str, typer.Option(help="admin or annotator")] = "annotator",
-    project: Annotated[
-        list[int] | None, typer.Option(help="a project an annotator token may work in")
-    ] = None,
-) -> None:
-    """Create a token and print it once (only its hash is stored)."""
-    from app.auth.service import create_token
-    from app.db import Database
-    from app.errors import DomainError
-
-    db = Database.for_settings(_settings())
-    try:
-        with db.transaction() as session:
-            row, plain = create_token(session, name, role, project or [])
-            typer.echo(f"token {row.id} ({row.role}, {row.name}): {plain}")
-            typer.echo("store it now: it cannot be shown again", err=True)
-    except DomainError as exc:
-        typer.echo(exc.detail, err=True)
-        raise typer.Exit(2) from exc
-    finally:
-        db.dispose()
-
-
-@token_cli.command("list")
-def token_list() -> None:
-    """List tokens (id, prefix, role, projects, state); never the tokens themselves."""
-    from app.auth.service import list_tokens
-    from app.db import Database
-
-    db = Database.for_settings(_settings())
-    try:
-        with db.transaction(write=False) as session:
-            for row in list_tokens(session):
-                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
-                scope = ",".join(str(p) for p in row.projects) or "all"
-                typer.echo(f"{row.id}\t{row.prefix}...\t{row.role}\t{row.name}\tprojects:{scope}\t{state}")
-    finally:
-        db.dispose()
-
-
-@token_cli.command("revoke")
-def token_revoke(key: Annotated[str, typer.Argument(help="token id, or the prefix shown by list")]) -> None:
-    """Revoke a token: it is refused from the next request on."""
-    from app.auth.service import revoke_token
-    from app.db import Database
-    from app.errors import DomainError
-
-    db = Database.for_settings(_settings())
-    try:
-        with db.transaction() as session:
-            row = revoke_token(session, key)
-            typer.echo(f"revoked token {row.id} ({row.name})")
-    except DomainError as exc:
-        typer.echo(exc.detail, err=True)
-        raise typer.Exit(2) from exc
-    finally:
-        db.dispose()
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def _plugins() -> None:
