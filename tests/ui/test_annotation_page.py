@@ -344,3 +344,122 @@ def test_an_image_review_through_the_page_keeps_fixes_and_deletes_the_models_box
     (drawn,) = event["after"]["boxes"]
     assert abs(drawn["bbox"][0] - 5) < 2 and abs(drawn["bbox"][3] - 235) < 2
     assert client.get(f"/v1/projects/{project['id']}/images/{image['id']}").json()["fully_labeled"]
+
+
+def _signed_in(playwright, url: str, token: str):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{url}/ui/")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    return browser, page
+
+
+def test_the_curve_shows_with_two_rounds_and_a_retrain_is_followed(client, database, world) -> None:
+    """Both failed before (issue 47): the chart stayed display:none (an SVG has no .hidden), and nothing on
+    the page said a round was training."""
+    from playwright.sync_api import sync_playwright
+
+    from app.jobs import service as jobs
+    from app.models import Round
+
+    with database.transaction() as session:
+        for number, boxes, map50 in ((1, 20, 0.31), (2, 120, 0.52)):
+            session.add(
+                Round(project_id=world["boxes"], number=number, state="closed", boxes_obtained=boxes,
+                      seconds=60.0 * number, metrics={"map": map50 / 2, "map50": map50})
+            )  # fmt: skip
+        training = Round(project_id=world["boxes"], number=3, state="training")
+        session.add(training)
+        session.flush()
+        job = jobs.new_round_job(session, training)
+        jobs.job_progress(session, job.id, stage="training", fraction=0.42)
+    with sync_playwright() as playwright:
+        browser, page = _signed_in(playwright, world["url"], world["token"])
+        page.wait_for_selector("#chart circle.round-point")
+        assert page.locator("#curve").is_visible() and page.locator("#chart").is_visible()
+        assert page.locator("#chart circle.round-point").count() == 2
+        assert page.locator("#chart .x-tick").all_text_contents() == ["0", "60", "120"]  # boxes obtained
+        titles = page.locator("#chart circle title").all_text_contents()
+        assert titles[1] == "round 2: mAP@0.5 0.520 at 120 boxes, 2 min"
+        box = page.locator("#chart").bounding_box()
+        assert (
+            box["width"] >= 300 and box["height"] >= 180 and box["y"] > 64
+        )  # below the header, not under it
+        page.select_option("#curve-axis", "seconds")
+        assert page.locator("#chart .x-tick").all_text_contents() == ["0 min", "1 min", "2 min"]
+        page.wait_for_function("() => !document.getElementById('training').hidden")
+        assert page.locator("#training").inner_text() == "retraining round 3, 42% (training)"
+        browser.close()
+
+
+def test_undo_brings_the_last_answer_back_and_sends_the_new_one_as_a_correction(client, world) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser, page = _signed_in(playwright, world["url"], world["token"])
+        page.wait_for_function("() => window.boxal.current && window.boxal.current.unit === 'box'")
+        first = _current(page)
+        _press(page, "b")  # a slip: the box was an object
+        second = _current(page)
+        page.keyboard.press("u")
+        page.wait_for_function(f"() => window.boxal.current.query_id === {first['id']}")
+        assert "answering query" in page.locator("#message").inner_text()
+        _press(page, "a")
+        assert "accept recorded in place of background" in page.locator("#message").inner_text()
+        assert _current(page)["id"] == second["id"]  # the query that was on screen comes back next
+        assert page.locator("#undo").is_enabled()
+        browser.close()
+    events = client.get(f"/v1/projects/{world['boxes']}/labels").json()["items"]
+    assert [(e["kind"], e["query_id"], e["action"]) for e in events] == [
+        ("answer", first["id"], "background"),
+        ("correction", first["id"], "accept"),
+    ]
+    assert events[1]["after"]["supersedes"] == events[0]["id"]
+    box = next(b for b in client.get(f"/v1/projects/{world['boxes']}/images/1").json()["boxes"]
+               if b["id"] == first["box_id"])  # fmt: skip
+    assert box["status"] == "labeled"
+
+
+CHESS = [
+    f"{side}-{piece}"
+    for side in ("white", "black")
+    for piece in ("king", "queen", "rook", "bishop", "knight", "pawn")
+]
+
+
+def test_twelve_classes_are_picked_by_name_and_long_names_wrap(
+    client, database, live_server, tmp_path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    project = create_project(client, name="chess", classes=CHESS)
+    long_name = "a-very-long-photograph-name-from-the-camera-roll-" * 3
+    picture, candidates = _picture(tmp_path / "board.png")
+    image = client.post(
+        f"/v1/projects/{project['id']}/images",
+        json={"images": [{"uri": f"file://{picture}", "external_id": long_name[:200]}]},
+    ).json()["images"][0]
+    with database.transaction() as session:
+        _predicted(session, project["id"], image["id"], list(candidates[0][:4]), 0.6, 0.9)
+        _, token = create_token(session, "kim", "annotator", [project["id"]])
+    with sync_playwright() as playwright:
+        browser, page = _signed_in(playwright, live_server.url, token)
+        page.wait_for_function("() => window.boxal.current && window.boxal.current.unit === 'box'")
+        assert page.evaluate("() => document.activeElement.tagName") == "CANVAS"  # no button holds the keys
+        aside = page.locator("aside").bounding_box()
+        info = page.locator("#query-info").bounding_box()
+        assert info["x"] + info["width"] <= aside["x"] + aside["width"] + 1  # the long name wraps
+        page.keyboard.press("/")
+        assert page.evaluate("() => document.activeElement.id") == "class-search"
+        page.keyboard.type("black-pa")
+        page.keyboard.press("Enter")
+        assert page.evaluate("() => window.boxal.label") == "black-pawn"
+        _ = page.evaluate("() => window.boxal.current.query_id")
+        page.keyboard.press("a")
+        page.wait_for_function(
+            "() => document.getElementById('message').textContent.includes('adjust recorded')"
+        )
+        browser.close()
+    (event,) = client.get(f"/v1/projects/{project['id']}/labels").json()["items"]
+    assert event["action"] == "adjust" and event["after"]["label"] == CHESS.index("black-pawn") == 11

@@ -23,6 +23,10 @@ const state = {
   shownAt: 0,
   busy: false,
   leasing: null,
+  history: [], // the last answers given on this page, newest last: what undo brings back
+  correcting: null, // the query being answered again (its new answer is sent as a correction)
+  points: [], // the learning curve's points
+  polling: null, // while a round trains: the timer that follows it
 };
 window.boxal = state; // read by the browser tests to know where things are drawn
 
@@ -90,7 +94,11 @@ async function openProject(id) {
   state.project = response.data;
   const picker = $("class-picker");
   picker.innerHTML = "";
-  state.project.classes.forEach((name, i) => picker.append(new Option(`${i + 1} ${name}`, name)));
+  state.project.classes.forEach((name, i) => picker.append(new Option(i < 9 ? `${i + 1} ${name}` : name, name)));
+  $("class-options").replaceChildren(...state.project.classes.map((name) => new Option(name, name)));
+  state.history = [];
+  state.correcting = null;
+  $("undo").disabled = true;
   $("work").hidden = false;
   await refreshProgress();
   await next();
@@ -109,9 +117,35 @@ async function refreshProgress() {
   }
   const curve = await api("GET", `/v1/projects/${state.project.id}/curve?limit=1000`);
   if (curve.ok) {
-    drawChart(curve.data.points);
+    state.points = curve.data.points;
+    drawChart();
     showClasses(curve.data.points);
+    const last = curve.data.points[curve.data.points.length - 1];
+    const warning = [last?.warning, last?.note].filter(Boolean).join(" ");
+    $("warning").textContent = warning;
+    $("warning").hidden = !warning;
+    if (last?.unit) $("progress").textContent += ` · serving ${last.unit}: ${last.unit_reason || ""}`;
   }
+  await followTraining();
+}
+
+// While a round trains, the header says which and how far ("retraining round 3, 42%"), looking again every
+// few seconds; annotators go on with the previous round's queries meanwhile.
+async function followTraining() {
+  const rounds = await api("GET", `/v1/projects/${state.project.id}/rounds?limit=1000`);
+  const latest = rounds.ok ? rounds.data.items[rounds.data.items.length - 1] : null;
+  const busy = latest && (latest.state === "training" || latest.state === "scoring");
+  let text = "";
+  if (busy) {
+    const job = latest.job_id ? await api("GET", `/v1/jobs/${latest.job_id}`) : null;
+    const progress = job?.ok ? job.data.progress || {} : {};
+    const share = progress.fraction !== undefined ? `, ${Math.round(100 * progress.fraction)}%` : "";
+    text = `retraining round ${latest.round}${share} (${progress.stage || latest.state})`;
+  }
+  $("training").textContent = text;
+  $("training").hidden = !busy;
+  if (busy && !state.polling) state.polling = setInterval(() => state.project && refreshProgress(), 5000);
+  if (!busy && state.polling) { clearInterval(state.polling); state.polling = null; }
 }
 
 // Per class, the latest evaluated round: AP on the test split and the boxes behind it (class names are the
@@ -134,22 +168,30 @@ function showClasses(points) {
   $("class-rows").replaceChildren(...rows);
 }
 
-function drawChart(points) {
-  const svg = $("chart");
-  const usable = points.filter((p) => p.map50 !== null);
-  svg.hidden = usable.length === 0;
+// The learning curve: mAP@0.5 (test split) of every evaluated round against the cost axis chosen, with
+// axes, each round a point (its figures in a tooltip). Drawn as SVG text and shapes; numbers only.
+function drawChart() {
+  const usable = state.points.filter((p) => p.map50 !== null && p.map50 !== undefined);
+  $("curve").hidden = usable.length === 0;
   if (!usable.length) return;
-  const w = 240, h = 56, pad = 4;
-  const xs = usable.map((p) => p.boxes_obtained), ys = usable.map((p) => p.map50);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
-  const y1 = Math.max(...ys, 0.01);
-  const at = (p) => [pad + ((p.boxes_obtained - x0) / (x1 - x0)) * (w - 2 * pad), h - pad - (p.map50 / y1) * (h - 2 * pad)];
-  const line = usable.map((p) => at(p).join(",")).join(" ");
-  const last = usable[usable.length - 1];
-  svg.innerHTML = `<title>mAP@0.5 against boxes obtained</title>
+  const axis = $("curve-axis").value;
+  const svg = $("chart");
+  const w = 330, h = 190, left = 38, right = 10, top = 12, bottom = 30;
+  const xs = usable.map((p) => p[axis]), ys = usable.map((p) => p.map50);
+  const xMax = Math.max(...xs, 1), yMax = Math.min(1, Math.max(...ys, 0.05) * 1.15);
+  const X = (v) => left + (v / xMax) * (w - left - right);
+  const Y = (v) => h - bottom - (v / yMax) * (h - top - bottom);
+  const tick = (v) => (axis === "seconds" ? `${Math.round(v / 60)} min` : String(Math.round(v)));
+  const xTicks = [0, xMax / 2, xMax], yTicks = [0, yMax / 2, yMax];
+  const line = usable.map((p) => `${X(p[axis])},${Y(p.map50)}`).join(" ");
+  svg.innerHTML = `
+    <line x1="${left}" y1="${h - bottom}" x2="${w - right}" y2="${h - bottom}" stroke="#9aa3af"/>
+    <line x1="${left}" y1="${top}" x2="${left}" y2="${h - bottom}" stroke="#9aa3af"/>
+    ${xTicks.map((v) => `<text class="x-tick" x="${X(v)}" y="${h - bottom + 12}" text-anchor="middle">${tick(v)}</text>`).join("")}
+    ${yTicks.map((v) => `<text class="y-tick" x="${left - 4}" y="${Y(v) + 3}" text-anchor="end">${v.toFixed(2)}</text>`).join("")}
+    <text x="${(left + w - right) / 2}" y="${h - 4}" text-anchor="middle">${axis === "seconds" ? "annotator time" : "ground-truth boxes obtained"}</text>
     <polyline points="${line}" fill="none" stroke="#0b72e7" stroke-width="2"/>
-    ${usable.map((p) => `<circle cx="${at(p)[0]}" cy="${at(p)[1]}" r="2.5" fill="#0b72e7"/>`).join("")}
-    <text x="${w - pad}" y="12" text-anchor="end" font-size="11" fill="#6b7382">mAP@.5 ${last.map50.toFixed(3)} · ${last.boxes_obtained} boxes</text>`;
+    ${usable.map((p) => `<circle class="round-point" cx="${X(p[axis])}" cy="${Y(p.map50)}" r="3.5" fill="#0b72e7"><title>round ${Number(p.round)}: mAP@0.5 ${Number(p.map50).toFixed(3)} at ${Number(p.boxes_obtained)} boxes, ${Math.round(Number(p.seconds) / 60)} min</title></circle>`).join("")}`;
 }
 
 // --- leasing, preloading, releasing ------------------------------------------------------------------------
@@ -211,6 +253,7 @@ async function releaseAll() {
 // --- showing a query ---------------------------------------------------------------------------------------
 
 function show(query) {
+  if (document.activeElement instanceof HTMLButtonElement) document.activeElement.blur();
   state.current = query;
   state.image = query.img;
   state.shownAt = performance.now();
@@ -243,7 +286,9 @@ function show(query) {
         `model boxes shown dashed · round ${query.round} · image ${query.image.external_id}`;
     }
   }
-  say("");
+  say(state.correcting?.query_id === query.query_id
+    ? `answering query ${query.query_id} again (it was ${state.correcting.answer.action}): the new answer replaces it`
+    : "");
   draw();
   canvas.focus();
 }
@@ -399,7 +444,9 @@ async function answer(label) {
   if (!state.current || state.busy) return;
   state.busy = true;
   const query = state.current;
-  const body = { labels: [{ query_id: query.query_id, duration_ms: Math.round(performance.now() - state.shownAt), ...label }] };
+  const correct = state.correcting?.query_id === query.query_id;
+  const body = { labels: [{ query_id: query.query_id, duration_ms: Math.round(performance.now() - state.shownAt),
+    ...label, ...(correct ? { correct: true } : {}) }] };
   try {
     const response = await api("POST", `/v1/projects/${state.project.id}/labels`, body);
     let text, bad = false;
@@ -410,10 +457,13 @@ async function answer(label) {
       say(response.data?.detail || `the answer was refused (${response.status})`, true);
       return; // stay on this query so it can be corrected
     } else {
-      text = response.data.round_started
-        ? `${label.action} recorded; round ${response.data.round} has started training`
-        : `${label.action} recorded`;
+      const what = correct ? `${label.action} recorded in place of ${state.correcting.answer.action}` : `${label.action} recorded`;
+      text = response.data.round_started ? `${what}; round ${response.data.round} has started training` : what;
+      state.history.push({ query, answer: label });
+      state.history = state.history.slice(-20);
     }
+    if (correct) state.correcting = null;
+    $("undo").disabled = state.history.length === 0;
     await next();
     say(text, bad); // after the next query is on screen, which clears the message
     refreshProgress();
@@ -454,6 +504,34 @@ async function skip() {
   await next();
 }
 
+// Undo: the last answer's query comes back on screen; answering it again sends a correction (the server
+// keeps both in its log, and trains on the new one). The query on screen goes back to the front of the queue.
+function undo() {
+  const last = state.history.pop();
+  $("undo").disabled = state.history.length === 0;
+  if (!last || state.busy) return;
+  if (state.current) state.queue.unshift(state.current);
+  state.correcting = { query_id: last.query.query_id, answer: last.answer };
+  show(last.query);
+}
+
+function findClass(text) {
+  const wanted = text.trim().toLowerCase();
+  if (!wanted) return null;
+  const classes = state.project.classes;
+  return classes.find((c) => c.toLowerCase() === wanted)
+    ?? (classes.filter((c) => c.toLowerCase().startsWith(wanted)).length === 1 ? classes.find((c) => c.toLowerCase().startsWith(wanted)) : null)
+    ?? (classes.filter((c) => c.toLowerCase().includes(wanted)).length === 1 ? classes.find((c) => c.toLowerCase().includes(wanted)) : null);
+}
+
+function pickSearched() {
+  const name = findClass($("class-search").value);
+  if (!name) return say(`no single class matches "${$("class-search").value}"`, true);
+  setLabel(name);
+  $("class-search").value = "";
+  canvas.focus();
+}
+
 function setLabel(name) {
   state.label = name;
   $("class-picker").value = name;
@@ -480,6 +558,16 @@ $("submit-image").addEventListener("click", submitImage);
 $("use-hints").addEventListener("click", useHints);
 $("delete-box").addEventListener("click", deleteSelected);
 $("help-button").addEventListener("click", () => { $("help").hidden = !$("help").hidden; });
+$("undo").addEventListener("click", undo);
+$("curve-axis").addEventListener("change", drawChart);
+$("class-search").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") { event.preventDefault(); pickSearched(); }
+  if (event.key === "Escape") { $("class-search").value = ""; canvas.focus(); }
+});
+$("class-search").addEventListener("change", () => { if (findClass($("class-search").value)) pickSearched(); });
+for (const button of document.querySelectorAll("aside button")) {
+  button.addEventListener("click", () => button.blur()); // keys keep going to the canvas, not the button
+}
 
 function useHints() {
   if (!state.current || state.current.unit === "box") return;
@@ -500,6 +588,9 @@ document.addEventListener("keydown", (event) => {
   const key = event.key.toLowerCase();
   const box = state.current.unit === "box";
   if (key === "?") { $("help").hidden = !$("help").hidden; return; }
+  if (key === "/") { event.preventDefault(); $("class-search").focus(); return; }
+  if (key === "u" && !event.ctrlKey) return undo();
+  if (key === "z" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); return undo(); }
   if (/^[1-9]$/.test(key) && state.project.classes[Number(key) - 1]) return setLabel(state.project.classes[Number(key) - 1]);
   if (key === "s") return skip();
   if (box && (key === "a" || key === "enter")) return acceptOrAdjust();
