@@ -1,1 +1,1 @@
-"""Label Studio's ML-backend protocol against a boxal project (README, "Label Studio")."""
+"""Label Studio's ML-backend protocol against a boxal project (docs/LABEL_STUDIO.md)."""

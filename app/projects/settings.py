@@ -154,7 +154,7 @@ class ProjectSettings(LoopSettings, AutoSettings):
     backend: Literal["torchvision", "detectron2"] = Field(
         "torchvision",
         description="the library that builds and trains the detector: torchvision (built in), or detectron2 "
-        "(an optional install, see the README), whose config decides the network; with either, the model "
+        "(an optional install, docs/SETTINGS.md), whose config decides the network; with either, the model "
         "preset gives the architecture, image size and schedule",
     )
     detectron2_config: str | None = Field(

@@ -1,5 +1,5 @@
 """The Detectron2 backend: its Faster R-CNN and RetinaNet behind boxal's detector interface, with the
-dampened loss (a project's ``backend`` setting chooses it; Detectron2 is an optional install, README).
+dampened loss (a project's ``backend`` setting chooses it; an optional install: docs/SETTINGS.md).
 
 - config.py: which Detectron2 config, adapted (classes, dampened heads, no masks);
 - lite.py: boxal's CPU-sized presets' own network as a Detectron2 backbone;
@@ -20,7 +20,7 @@ from worker.engine.weights import NAMED, file_path
 
 MISSING = (
     "the detectron2 backend needs Detectron2, which is not installed: pip install "
-    "'git+https://github.com/facebookresearch/detectron2.git' --no-build-isolation (README, Detectron2)"
+    "'git+https://github.com/facebookresearch/detectron2.git' --no-build-isolation (docs/SETTINGS.md)"
 )
 
 
