@@ -12,6 +12,11 @@ from boxal.watchdog import STALL_S, Watchdog
 
 def describe(progress: dict) -> str:
     stage = progress.get("stage", "queued")
+    if stage == "training" and progress.get("steps"):
+        return (
+            f"training step {progress['step']}/{progress['steps']} (epoch {progress.get('epoch', '?')} of "
+            f"{progress.get('epochs', '?')}), loss {progress.get('loss', '?')}"
+        )
     if stage == "training" and "epoch" in progress:
         epochs = progress.get("epochs", "?")
         return f"training epoch {progress['epoch']}/{epochs}, loss {progress.get('loss', '?')}"

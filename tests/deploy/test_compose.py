@@ -59,6 +59,7 @@ def test_the_compose_file_has_what_production_needs() -> None:
     assert services["flower"]["profiles"] == ["monitoring"]
     for name in ("migrate", "api", "worker"):
         assert "boxal-data:/data" in services[name]["volumes"]
+        assert services[name]["build"]["target"] in ("api", "worker")  # `docker compose up <name>` builds it
 
 
 @pytest.mark.slow

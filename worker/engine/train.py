@@ -43,6 +43,8 @@ class Progress:
     iterations: int
     losses: dict[str, float]
     lr: float
+    step: int = 0  # optimizer steps taken in all, 1-based
+    steps: int = 0  # the schedule's steps in all
 
 
 @dataclass
@@ -148,7 +150,18 @@ def train(
                 losses = run.step(images, targets, epoch, iteration)
                 step += 1
                 if progress is not None and place.main:
-                    progress(Progress(epoch + 1, schedule.epochs, iteration, this_epoch, losses, run.lr))
+                    progress(
+                        Progress(
+                            epoch + 1,
+                            schedule.epochs,
+                            iteration,
+                            this_epoch,
+                            losses,
+                            run.lr,
+                            step,
+                            schedule.total,
+                        )
+                    )
                 if iteration == this_epoch:
                     break
             if checkpoint_dir is not None and place.main:

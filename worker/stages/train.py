@@ -179,15 +179,17 @@ def _heartbeat(ctx: WorkerContext, job_id: str, project_id: int):  # type: ignor
         now = time.monotonic()
         if now - last_beat[0] >= HEARTBEAT_EVERY_S or p.iteration == p.iterations:
             last_beat[0] = now
-            done = ((p.epoch - 1) * p.iterations + p.iteration) / (p.epochs * p.iterations)
             progress(
                 ctx,
                 job_id,
                 epoch=p.epoch,
+                epochs=p.epochs,  # the schedule's passes (with iterations, the last one may be partial)
                 iteration=p.iteration,
                 iterations=p.iterations,
+                step=p.step,
+                steps=p.steps,
                 loss=round(sum(p.losses.values()), 4),
-                fraction=round(0.7 * done, 4),
+                fraction=round(0.7 * p.step / max(1, p.steps), 4),
             )
 
     return on_progress
