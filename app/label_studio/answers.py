@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, Invalid
 from app.label_studio.predictions import shown_boxes
 from app.label_studio.schemas import AnnotationIn
+from app.labels import corrections
 from app.labels import service as labels
 from app.labels.schemas import DrawnBox, LabelIn, LabelResult, ReviewedBox
 from app.models import Box, Image, LabelStudioLink, Project, Query
@@ -124,37 +125,43 @@ def record(
     annotation: AnnotationIn,
     now: datetime,
 ) -> LabelResult:
-    """Record one annotation of ``image``; the same annotation sent again answers its first result."""
+    """Record one annotation of ``image``; the same annotation sent again answers its first result, and the
+    annotation changed in Label Studio (ANNOTATION_UPDATED) corrects boxal's answer (the log keeps both)."""
     drawn = drawn_boxes(annotation, link, project, image)
     mark = {"annotation": annotation.id, "drawn": [[*bbox, name] for _, bbox, name in drawn]}
-    if image.fully_labeled:
-        return _again(session, image, mark)
     duration = (
         None if annotation.lead_time is None else min(round(annotation.lead_time * 1000), MAX_DURATION_MS)
     )
-    probe = as_label(session, project, image, drawn, query_id=1)
-    unit = "image" if probe.action == "label_all" else "review"
-    query = claim_image(session, project, image, annotator(annotation), unit, now)
-    item = probe.model_copy(update={"query_id": query.id, "duration_ms": duration})
+    if image.fully_labeled:
+        query = _recorded(session, image, mark)
+        if (query.answer or {}).get("label_studio") == mark:
+            return LabelResult.model_validate(
+                {**(query.answer or {})["result"], "status": "already_recorded"}
+            )
+        corrections.undo(session, query, image)  # the image as the annotator first saw it
+        item = as_label(session, project, image, drawn, query_id=query.id)
+        item = item.model_copy(update={"duration_ms": duration, "correct": True})
+    else:
+        probe = as_label(session, project, image, drawn, query_id=1)
+        unit = "image" if probe.action == "label_all" else "review"
+        query = claim_image(session, project, image, annotator(annotation), unit, now)
+        item = probe.model_copy(update={"query_id": query.id, "duration_ms": duration})
     result = labels.answer(session, project, [item], now)[0]
-    query.answer = {**(query.answer or {}), "label_studio": mark}  # what _again compares
+    query.answer = {**(query.answer or {}), "label_studio": mark}  # what a later call compares
     return result
 
 
-def _again(session: Session, image: Image, mark: dict[str, Any]) -> LabelResult:
-    """An annotation of an image boxal already has complete: the same one again is its first result;
-    another, or this one changed, is a conflict (answers are never overwritten)."""
+def _recorded(session: Session, image: Image, mark: dict[str, Any]) -> Query:
+    """The query that recorded this annotation on an image boxal has complete; 409 where the image was
+    completed otherwise (another annotation, or boxal's own API)."""
     answered = session.scalars(
         select(Query).where(Query.image_id == image.id, Query.state == "answered").order_by(Query.id)
     )
     for query in answered:
-        answer = query.answer or {}
-        first = answer.get("label_studio")
-        if first == mark:
-            return LabelResult.model_validate({**answer["result"], "status": "already_recorded"})
+        first = (query.answer or {}).get("label_studio")
         if first is not None and first["annotation"] == mark["annotation"]:
-            raise Conflict(
-                f"annotation {mark['annotation']} changed after boxal recorded it on image {image.id}; "
-                "answers are never overwritten (boxal keeps the first)"
-            )
-    raise Conflict(f"image {image.id} is already complete in boxal; answers are never overwritten")
+            return query
+    raise Conflict(
+        f"image {image.id} is already complete in boxal by another answer; change that one (POST /labels "
+        'with "correct": true) or update the annotation that made it'
+    )

@@ -397,19 +397,26 @@ def test_an_annotation_reviews_the_predictions_drawn(client, database, linked) -
         assert session.get(Box, moved).label == 1 and session.get(Box, deleted).status == "background"
 
 
-def test_an_annotation_sent_again_is_recorded_once_and_a_change_is_a_conflict(
-    client, database, linked
-) -> None:
+def test_an_annotation_sent_again_is_recorded_once_and_a_change_corrects_it(client, database, linked) -> None:
+    """ANNOTATION_UPDATED with other boxes corrects boxal's answer (the log keeps both); deletions keep it."""
     body = annotation([rect("a1", [10, 10, 50, 60])])
     first = client.post("/label-studio/webhook", json=body).json()
     again = client.post("/label-studio/webhook", json=body)
     assert again.status_code == 200 and again.json()["status"] == "already_recorded"
     assert again.json()["event_id"] == first["event_id"]
-    before = db_state(database)
     updated = payload("annotation_updated")
-    updated["annotation"]["result"] = [rect("a1", [12, 10, 50, 60])]
+    updated["annotation"]["result"] = [rect("a1", [12, 10, 50, 60]), rect("a2", [70, 20, 100, 50])]
     response = client.post("/label-studio/webhook", json=updated)
-    assert response.status_code == 409 and "never overwritten" in response.json()["detail"]
+    assert response.status_code == 200, response.text
+    events = client.get("/v1/projects/1/labels").json()["items"]
+    answers = [e for e in events if e["kind"] in ("answer", "correction")]
+    assert [e["kind"] for e in answers] == ["answer", "correction"]
+    assert answers[1]["after"]["supersedes"] == answers[0]["id"] and len(answers[1]["after"]["boxes"]) == 2
+    image = client.get(f"/v1/projects/1/images/{answers[0]['image_id']}").json()
+    labeled = sorted(b["bbox"] for b in image["boxes"] if b["status"] == "labeled")
+    assert labeled == [[12, 10, 50, 60], [70, 20, 100, 50]]  # the boxes of the updated annotation, only
+    before = db_state(database)
+    assert client.post("/label-studio/webhook", json=updated).json()["status"] == "already_recorded"
     deleted = client.post("/label-studio/webhook", json=payload("annotations_deleted"))
     assert deleted.status_code == 200 and deleted.json()["status"] == "kept"
     assert db_state(database) == before
