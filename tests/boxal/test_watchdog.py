@@ -69,3 +69,19 @@ def test_an_external_worker_is_not_judged() -> None:
     for second in range(0, 3600, 5):
         clock.now = second
         watch(_job(beat=f"t{second}"))
+
+
+def test_a_job_sent_again_by_a_reaper_is_no_sign_of_life() -> None:
+    """A server before 2026-12-06 stamped every re-send into the job's progress (recovered_at), which kept
+    a wedged job looking alive forever; only the job's own state, progress and heartbeat count."""
+    clock, worker = Clock(), ["ok"]
+    watch = _watch(worker, clock, stall_s=60)
+    for second in range(0, 300, 10):  # re-sent every 10 s, no heartbeat, no progress of its own
+        clock.now = second
+        job = {**_job(beat="t0"), "progress": {"stage": "queued", "recovered_at": f"r{second}"}}
+        if second <= 60:
+            watch(job)
+            continue
+        with pytest.raises(ServerStuck, match="no progress for 60 s"):
+            watch(job)
+        break
