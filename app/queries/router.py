@@ -7,7 +7,7 @@ from app.deps import SettingsDep, WriteSession
 from app.metrics import LEASED
 from app.models import utcnow
 from app.projects.service import get_project
-from app.queries import service
+from app.queries import seeding, service
 from app.queries.schemas import LeaseIn, LeaseOut
 from app.schemas import ERRORS, ProjectId, QueryId
 
@@ -34,7 +34,7 @@ def lease_queries(
     queries = service.lease(
         session, project, k=body.k, annotator=annotator, unit=body.unit, now=utcnow(), settings=settings
     )
-    reason = None if queries else service.why_empty(session, project, utcnow())
+    reason = None if queries else seeding.why_empty(session, project, utcnow())
     session.commit()
     LEASED.inc(len(queries))
     return LeaseOut(queries=queries, reason=reason)

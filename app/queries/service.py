@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db import load
@@ -23,8 +23,9 @@ from app.models import Box, BoxScore, Image, Project, Query
 from app.models.queue import BOX_QUEUE_WHERE, IMAGE_QUEUE_WHERE, informativeness_order
 from app.projects.service import project_settings
 from app.queries.schemas import Hint, QueryImage, QueryOut
+from app.queries.seeding import seed_images_left, seeding
 from app.rounds import ranking
-from app.rounds.service import open_pool_images, serving_unit
+from app.rounds.service import serving_unit
 from app.settings import Settings
 
 
@@ -51,14 +52,14 @@ def lease(
     fallback = False
     if unit is None:  # the project decides: its unit (auto: the round's), image queries while seeding or
         # once boxes run out (before any model too, unless boxes were imported: annotators never wait)
-        unit = "image" if _seeding(session, project) else serving_unit(session, project)
+        unit = "image" if seeding(session, project) else serving_unit(session, project)
         fallback = unit == "box"
     if unit in ("image", "review"):
-        if _seeding(session, project):
-            k = min(k, _seed_images_left(session, project, now))
+        if seeding(session, project):
+            k = min(k, seed_images_left(session, project, now))
         if k <= 0:
             return []
-        review = unit == "review" and not _seeding(session, project)  # the seed set is drawn from scratch
+        review = unit == "review" and not seeding(session, project)  # the seed set is drawn from scratch
         return _lease_images(
             session, project, k, annotator, now, expires_at, unit="review" if review else "image"
         )
@@ -66,43 +67,6 @@ def lease(
     if fallback and len(queries) < k:  # no dead end: the round goes on with whole images
         queries += _lease_images(session, project, k - len(queries), annotator, now, expires_at)
     return queries
-
-
-def why_empty(session: Session, project: Project, now: datetime) -> str:
-    """Why a lease found nothing to serve, in words an annotator can act on."""
-    pool = session.scalar(select(func.count()).where(Image.project_id == project.id, Image.split == "pool"))
-    if not pool:
-        return "the project has no pool images yet: register some (POST .../images)"
-    open_images = open_pool_images(session, project)
-    if not open_images:
-        return "every pool image is fully labeled: nothing is left to ask"
-    if _seeding(session, project):
-        return f"the {project_settings(project).seed_images} seed images are all leased or labeled"
-    return (
-        f"every query of round {project.serving_round} is answered or leased to someone else "
-        f"({open_images} pool images are not fully labeled); leases expire after "
-        f"{project_settings(project).lease_ttl_s} s, and the next round brings new queries"
-    )
-
-
-def _seeding(session: Session, project: Project) -> bool:
-    """Round 0 with seed_images: the initial labeled set is collected through random image queries."""
-    return project.serving_round == 0 and project_settings(project).seed_images > 0
-
-
-def _seed_images_left(session: Session, project: Project, now: datetime) -> int:
-    labeled = session.scalar(
-        select(func.count()).where(Image.project_id == project.id, Image.split == "pool", Image.fully_labeled)
-    )
-    leased = session.scalar(
-        select(func.count()).where(
-            Image.project_id == project.id,
-            Image.split == "pool",
-            ~Image.fully_labeled,
-            Image.lease_expires_at > now,
-        )
-    )
-    return max(0, project_settings(project).seed_images - (labeled or 0) - (leased or 0))
 
 
 def _free(model: type[Box] | type[Image], now: datetime) -> Any:

@@ -132,6 +132,8 @@ def test_worker_reports_walk_a_round_to_open(client, database, settings, tmp_pat
             "map50": 0.5,
             "model_version": "r1-abc",
             "notice": None,
+            "warning": None,  # no mAP drop against an earlier round
+            "note": None,
             "unit": None,  # a project of a fixed unit: no choice to record
             "unit_reason": None,
             "per_class": per_class,

@@ -148,7 +148,7 @@ def test_the_task_process_killed_while_idle_is_reported_and_the_next_round_compl
     killed_at = time.monotonic()
     seen = wait_for(lambda: (w := client.get("/health").json())["worker"] != "ok" and w, 5, "/health")
     assert seen["queue"] == "unavailable" and time.monotonic() - killed_at < 5
-    second = client.post(f"/v1/projects/{pid}/rounds")
+    second = client.post(f"/v1/projects/{pid}/rounds", json={"force": True})  # round 1 has no answers yet
     assert second.status_code == 202, second.text
     job = wait_job(client, second.json()["job_id"], timeout=BOUND_S)
     assert job["state"] == "succeeded", job
