@@ -80,13 +80,23 @@ def run(data: Path, labeled: int, pool: int, settings: dict) -> list[tuple[str, 
                 break
             time.sleep(0.5)
         rounds = client.get(f"/v1/projects/{pid}/rounds").json()["items"]
+        client_settings = client.get(f"/v1/projects/{pid}").json()["settings"]
     for stage, at in stages.items():
         rows.append((f"round 1 reached '{stage}'", f"{at:.0f} s after POST /rounds"))
     rows.append(("a query served while round 1 trains", str(served_while_training)))
     if box is not None:
         rows.append(("first box query after POST /rounds", f"{box:.0f} s"))
-    else:
-        rows.append(("first box query", f"none: {rounds[-1].get('notice') or rounds[-1]['state']}"))
+    else:  # why: the round's predictions, and the floor a box query's candidate must reach
+        last = rounds[-1]
+        floor = client_settings["query_min_score"]
+        map50 = (last.get("metrics") or {}).get("map50")
+        predictions = (last.get("pool") or {}).get("unlabeled_boxes", 0)
+        measured = f" (test mAP@0.5 {map50:.3f})" if map50 is not None else ""
+        why = f"round {last['round']} {last['state']}{measured}, {predictions}"
+        why += f" predictions, none served at query_min_score {floor}" + (
+            f" ({last['notice']})" if last.get("notice") else ""
+        )
+        rows.append(("first box query", f"none: {why}"))
     return rows
 
 
@@ -95,12 +105,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED, help="a YOLO folder (data.yaml, train/)")
     parser.add_argument("--labeled", type=int, default=30)
     parser.add_argument("--pool", type=int, default=300)
+    parser.add_argument("--loop", choices=["boxal", "paper"], help="the project's loop (default: boxal's)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs")
     args = parser.parse_args()
-    settings: dict = {}
+    settings: dict = {"loop": args.loop} if args.loop else {}
     if args.smoke:
         args.labeled, args.pool = 2, 6
-        settings = {"epochs": 1, "min_size": 128, "max_size": 160}
+        settings |= {"epochs": 1, "min_size": 128, "max_size": 160}
     rows = run(args.data, args.labeled, args.pool, settings)
     what = f"{args.labeled} labeled + {args.pool} pool images of {args.data.name}"
     console.print(f"{what}, settings {settings or 'default'}")
