@@ -259,7 +259,7 @@ def _reviewed(
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         "smoke",
-        "tiny digit scenes, random box vs image queries, 2 rounds: the CI check (under 2 minutes on 2 cores)",
+        "tiny digit scenes, random box vs image queries, 2 rounds: the CI check (about 2 minutes on 2 cores)",
         _digits(24, 8, 96),
         lambda: Experiment(
             name="smoke",
