@@ -23,10 +23,12 @@ pytestmark = [
 ]
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds) of a live process; None once it is gone or a zombie."""
+def _stat(pid: int, thread: int | None = None) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a live process, or of one of its threads; None once it is gone or a
+    zombie."""
+    path = Path(f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat")
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = path.read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return None
     if fields[0] == "Z":
@@ -51,10 +53,8 @@ def _busiest_thread_seconds(pid: int) -> float:
     seconds = [0.0]
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         for task in Path(f"/proc/{pid}/task").iterdir():
-            if task.name != str(pid):
-                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                    seconds.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+            if task.name != str(pid) and (stat := _stat(pid, int(task.name))) is not None:
+                seconds.append(stat[1])
     return max(seconds)
 
 
