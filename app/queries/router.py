@@ -34,7 +34,7 @@ def lease_queries(
     queries = service.lease(
         session, project, k=body.k, annotator=annotator, unit=body.unit, now=utcnow(), settings=settings
     )
-    reason = None if queries else seeding.why_empty(session, project, utcnow())
+    reason = None if queries else seeding.why_empty(session, project)
     session.commit()
     LEASED.inc(len(queries))
     return LeaseOut(queries=queries, reason=reason)

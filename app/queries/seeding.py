@@ -12,7 +12,7 @@ from app.projects.service import project_settings
 from app.rounds.service import open_pool_images
 
 
-def why_empty(session: Session, project: Project, now: datetime) -> str:
+def why_empty(session: Session, project: Project) -> str:
     """Why a lease found nothing to serve, in words an annotator can act on."""
     pool = session.scalar(select(func.count()).where(Image.project_id == project.id, Image.split == "pool"))
     if not pool:
@@ -20,7 +20,7 @@ def why_empty(session: Session, project: Project, now: datetime) -> str:
     open_images = open_pool_images(session, project)
     if not open_images:
         return "every pool image is fully labeled: nothing is left to ask"
-    if seeding(session, project):
+    if seeding(project):
         return f"the {project_settings(project).seed_images} seed images are all leased or labeled"
     return (
         f"every query of round {project.serving_round} is answered or leased to someone else "
@@ -29,7 +29,7 @@ def why_empty(session: Session, project: Project, now: datetime) -> str:
     )
 
 
-def seeding(session: Session, project: Project) -> bool:
+def seeding(project: Project) -> bool:
     """Round 0 with seed_images: the initial labeled set is collected through random image queries."""
     return project.serving_round == 0 and project_settings(project).seed_images > 0
 

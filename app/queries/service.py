@@ -52,14 +52,14 @@ def lease(
     fallback = False
     if unit is None:  # the project decides: its unit (auto: the round's), image queries while seeding or
         # once boxes run out (before any model too, unless boxes were imported: annotators never wait)
-        unit = "image" if seeding(session, project) else serving_unit(session, project)
+        unit = "image" if seeding(project) else serving_unit(session, project)
         fallback = unit == "box"
     if unit in ("image", "review"):
-        if seeding(session, project):
+        if seeding(project):
             k = min(k, seed_images_left(session, project, now))
         if k <= 0:
             return []
-        review = unit == "review" and not seeding(session, project)  # the seed set is drawn from scratch
+        review = unit == "review" and not seeding(project)  # the seed set is drawn from scratch
         return _lease_images(
             session, project, k, annotator, now, expires_at, unit="review" if review else "image"
         )
