@@ -50,16 +50,17 @@ def lease(
     k = k or min(config.k, settings.max_k)
     expires_at = now + timedelta(seconds=config.lease_ttl_s)
     fallback = False
+    seeding_now = seeding(project)
     if unit is None:  # the project decides: its unit (auto: the round's), image queries while seeding or
         # once boxes run out (before any model too, unless boxes were imported: annotators never wait)
-        unit = "image" if seeding(project) else serving_unit(session, project)
+        unit = "image" if seeding_now else serving_unit(session, project)
         fallback = unit == "box"
     if unit in ("image", "review"):
-        if seeding(project):
+        if seeding_now:
             k = min(k, seed_images_left(session, project, now))
         if k <= 0:
             return []
-        review = unit == "review" and not seeding(project)  # the seed set is drawn from scratch
+        review = unit == "review" and not seeding_now  # the seed set is drawn from scratch
         return _lease_images(
             session, project, k, annotator, now, expires_at, unit="review" if review else "image"
         )
