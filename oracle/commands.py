@@ -40,6 +40,14 @@ def simulate(
     rounds: Annotated[
         int | None, typer.Option(help="active-learning rounds per arm; default: the preset's")
     ] = None,
+    initial_images: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="fully labeled images the first model trains on, drawn from the pool by the seed; default: "
+            "the preset's (a probe for the size that gives a first model of a chosen strength)",
+        ),
+    ] = None,
     token: Annotated[str | None, typer.Option(envvar="BOXAL_TOKEN", help="bearer token for --url")] = None,
     smoke: Annotated[
         bool, typer.Option(help="the preset at toy size (a dozen images, one round): that it runs")
@@ -89,6 +97,7 @@ def simulate(
             data=Path(data) if data else None,
             token=token,
             rounds=rounds,
+            initial_images=initial_images,
             smoke=smoke,
             only=arm,
             backend=backend,

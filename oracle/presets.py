@@ -69,11 +69,11 @@ def new_loop(strategy: str, background: str, *, balanced: bool = False) -> Arm:
 BALANCED = {"complete_share": 0.5}
 
 
-def auto_arm(gate: float) -> Arm:
+def auto_arm(gate: float, label: str | None = None) -> Arm:
     """unit auto with a quality gate for box queries (auto_min_recall), the new loop's training (balanced:
     its rounds mix reviewed and box-answered images)."""
     settings = {**NEW_LOOP, "unknown_background": "soft", **BALANCED, "auto_min_recall": gate}
-    return Arm("auto", "least_confidence_bg", settings=settings, label=f"auto/gate-{gate}")
+    return Arm("auto", "least_confidence_bg", settings=settings, label=label or f"auto/gate-{gate}")
 
 
 REVIEW = Arm("review", "least_confidence", "mean", label="review/least_confidence")
@@ -126,6 +126,13 @@ PILOT3_RULE = (
 # a first model that has finished learning (issue 45): the reference's rule on the initial set, rounds of
 # 450 steps (the initial model's schedule before) until one adds under 2% of the best mAP@0.5, at most 8
 CONVERGED_ROUNDS = 8
+# Evidence round three (issue 46), from the third pilots' choices (docs/results/README.md, "The third
+# pilots"): unit auto as they ran it, at the documented gate (the pilots' gates ran alike), the box arm they
+# chose (the new loop, soft background, no balanced batches), image/random, image review, the control and
+# the reference; three rounds of queries after a converged first model, as the pilots ran
+AUTO = auto_arm(0.7, label="auto")
+EVIDENCE3_ARMS = [AUTO, new_loop("least_confidence_bg", "soft"), Arm("image", "random"), REVIEW]
+EVIDENCE3_ROUNDS = 3
 # every preset states the paper's loop: arms that go beyond it say how (their own settings), and presets
 # made before boxal's defaults changed (2026-12-06) run as they ran
 PAPER = {"loop": "paper"}
@@ -229,6 +236,7 @@ def _reviewed(
     settings: dict[str, Any] | None = None,
     rule: str | None = None,
     initial_rounds: int = 1,
+    initial_images: int = 20,
 ) -> Experiment:
     """Equal compute per arm (steps per round), an equal box budget per round, the control and the fully
     supervised reference: what a reviewer asks of a box vs image comparison. ``settings``: the projects'
@@ -237,7 +245,7 @@ def _reviewed(
         name=name,
         arms=list({arm.name: arm for arm in arms}.values()),  # an arm chosen twice runs once
         seeds=seeds,
-        initial_images=20,
+        initial_images=initial_images,
         rounds=rounds,
         box_round=100,
         image_round=100,
@@ -253,6 +261,26 @@ def _reviewed(
         full_settings={"iterations": 1000},
         full_rounds=8,
         full_tolerance=0.02,
+    )
+
+
+EVIDENCE3 = (
+    "after a first model trained until it stopped improving, unit auto, the pilots' box loop "
+    "(box/new-soft), image/random, image review, the control and the fully supervised reference; 100 "
+    "boxes and 200 steps per round, 3 rounds of queries, 3 seeds"
+)
+
+
+def _evidence3(name: str, *, settings: dict[str, Any] | None = None, initial_images: int = 20) -> Experiment:
+    """Evidence round three (issue 46): which unit pays at the strength the first model has."""
+    return _reviewed(
+        name,
+        EVIDENCE3_ARMS,
+        seeds=[0, 1, 2],
+        rounds=EVIDENCE3_ROUNDS,
+        settings=settings,
+        initial_rounds=CONVERGED_ROUNDS,
+        initial_images=initial_images,
     )
 
 
@@ -310,9 +338,15 @@ PRESETS: dict[str, Preset] = {
     ),
     "bccd": Preset(
         "bccd",
-        "BCCD blood cells (real photographs), reviewed: the bccd-pilot's box loop (box/new-soft) and the "
-        "paper's, both image arms, image review, the control and the fully supervised reference; 100 boxes "
-        "and 200 steps per round, 3 seeds",
+        "BCCD blood cells (real photographs), reviewed, a strong first model: " + EVIDENCE3,
+        _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
+        lambda: _evidence3("bccd-v3"),
+    ),
+    "bccd-v2": Preset(
+        "bccd-v2",
+        "the second reviewed BCCD runs (2026-12-03/04, docs/results/bccd-v2/; the preset was called bccd "
+        "then): the bccd-pilot's box loop (box/new-soft) and the paper's, both image arms, image review, the "
+        "control and the fully supervised reference; 100 boxes and 200 steps per round, 3 seeds",
         _voc("trainval", "test", SHARED_BCCD, ["RBC", "WBC", "Platelets"]),
         lambda: _reviewed("bccd-v2", [BCCD_BOX, PAPER_BOX, *IMAGE_ARMS, REVIEW], seeds=[0, 1, 2]),
     ),
@@ -402,8 +436,15 @@ PRESETS: dict[str, Preset] = {
     "aquarium": Preset(
         "aquarium",
         "Aquarium (real photographs, 7 imbalanced classes, YOLO layout; 'Aquarium dataset, Roboflow', "
-        "CC BY 4.0), reviewed as bccd is, at lr 0.0025: the aquarium-pilot's box loop (box/new-soft) and "
-        "the paper's, both image arms, image review, the control and the reference, 3 seeds",
+        "CC BY 4.0) at lr 0.0025, reviewed, a weak first model (20 initial images): " + EVIDENCE3,
+        _aquarium,
+        lambda: _evidence3("aquarium-v3", settings=AQUARIUM),
+    ),
+    "aquarium-v2": Preset(
+        "aquarium-v2",
+        "the second reviewed Aquarium runs (2026-12-03/05, docs/results/aquarium-v2/; the preset was called "
+        "aquarium then), reviewed as bccd-v2 is, at lr 0.0025: the aquarium-pilot's box loop (box/new-soft) "
+        "and the paper's, both image arms, image review, the control and the reference, 3 seeds",
         _aquarium,
         lambda: _reviewed(
             "aquarium-v2", [AQUARIUM_BOX, PAPER_BOX, *IMAGE_ARMS, REVIEW], seeds=[0, 1, 2], settings=AQUARIUM
@@ -419,15 +460,17 @@ PRESETS: dict[str, Preset] = {
     ),
     "voc": Preset(
         "voc",
-        "any Pascal VOC directory (--data; pool: trainval, test: test) with the BCCD settings, on CPU",
+        "any Pascal VOC directory (--data; pool: trainval, test: test) with the BCCD settings, on CPU: "
+        + EVIDENCE3,
         _voc("trainval", "test"),
-        lambda: _reviewed("voc", [BEST_BOX, PAPER_BOX, *IMAGE_ARMS], seeds=[0, 1, 2]),
+        lambda: _evidence3("voc"),
     ),
     "coco": Preset(
         "coco",
-        "any COCO data set (--data: train.json, test.json, images/) with the BCCD settings, on CPU",
+        "any COCO data set (--data: train.json, test.json, images/) with the BCCD settings, on CPU: "
+        + EVIDENCE3,
         _coco_folder,
-        lambda: _reviewed("coco", [BEST_BOX, PAPER_BOX, *IMAGE_ARMS], seeds=[0, 1, 2]),
+        lambda: _evidence3("coco"),
     ),
     # The paper's settings (Sec. 4), for a GPU machine.
     "voc12-paper": Preset(

@@ -43,6 +43,7 @@ def simulate(
     data: Path | None,
     token: str | None,
     rounds: int | None,
+    initial_images: int | None = None,
     smoke: bool = False,
     only: list[str] | None = None,
     backend: str | None = None,
@@ -57,6 +58,8 @@ def simulate(
         experiment.seeds = seeds
     if rounds is not None:
         experiment.rounds = rounds
+    if initial_images is not None:
+        experiment.initial_images = initial_images  # recorded: runs merge only with alike
     if only:
         experiment.only(only)  # unknown arm names fail before any work
     if backend is not None:
@@ -68,6 +71,11 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     with console.status(f"preparing the {preset} data set"):
         dataset = chosen.dataset(data, out)
+    if experiment.initial_images >= len(dataset.pool):
+        raise ValueError(
+            f"{experiment.initial_images} initial images leave none of the pool's {len(dataset.pool)} "
+            "to query: choose fewer"
+        )
     if smoke:
         dataset, experiment = miniature(dataset, experiment)
     whole = experiment  # what experiment.json records; a run of some arms says which it ran
