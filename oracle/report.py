@@ -417,6 +417,7 @@ def summary(
     levels: Sequence[float] = LEVELS,
 ) -> str:
     from oracle.equal_boxes import equal_boxes_section
+    from oracle.goal import goal_section
 
     rows, reference = relative(rows)
     reached = level_rows(rows, levels)
@@ -475,6 +476,7 @@ def summary(
         "",
         *finals_table(rows),
         *auto_section(rows),
+        *goal_section(rows),
         *initial_section(rows, spec or {}),
         *reference_section(rows, spec or {}),
         *pilot_section(rows, spec or {}),

@@ -22,6 +22,7 @@ def test_smoke_preset_writes_every_output_with_well_formed_curves(tmp_path: Path
         [
             *(sys.executable, "-m", "app.cli", "simulate", "--preset", "smoke", "--out", str(out)),
             *("--set", "lambda_d=0.25"),
+            *("--initial-images", "5"),  # the preset's 4 unless asked
         ],
         cwd=ROOT,
         capture_output=True,
@@ -73,6 +74,7 @@ def test_smoke_preset_writes_every_output_with_well_formed_curves(tmp_path: Path
     spec = json.loads((out / "experiment.json").read_text())
     assert spec["runs"][0]["cpu_s"] > 0 and spec["environment"]["packages"]["torch"]
     assert spec["settings"]["lambda_d"] == 0.25 and "--set lambda_d=0.25" in spec["runs"][0]["command"]
+    assert spec["initial_images"] == 5 and "--initial-images 5" in spec["runs"][0]["command"]
 
 
 @pytest.mark.parametrize(
@@ -98,3 +100,25 @@ def test_a_bad_setting_is_refused_before_any_training(tmp_path: Path, pair: str,
     assert "Traceback" not in done.stderr
     rounds = out / "rounds.jsonl"
     assert not rounds.exists() or rounds.read_text() == ""  # nothing trained, no round recorded
+
+
+@pytest.mark.parametrize(
+    ("count", "message"),
+    [("0", "Invalid value for '--initial-images'"), ("24", "24 initial images leave none of the pool's 24")],
+)
+def test_no_initial_set_or_the_whole_pool_is_refused(tmp_path: Path, count: str, message: str) -> None:
+    out = tmp_path / "smoke"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "app.cli", "simulate", "--preset", "smoke", "--out", str(out)),
+            *("--initial-images", count),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert not (out / "rounds.jsonl").exists()  # refused before any server started
