@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from oracle.levels import sustained, value_at
-from oracle.report import curves
+from oracle.report import curves, initial_models, relative
 
 FEWER_BOXES = 0.3  # the third line's margin
 GOAL_AXES = {"boxes_obtained": "boxes", "seconds": "annotator seconds"}
@@ -212,3 +212,48 @@ def goal_section(rows: list[dict[str, Any]]) -> list[str]:
             f"{np.mean(saving['savings']):.0%}{spread} seed by seed.",
         ]
     return lines
+
+
+def _cheapest(rows: list[dict[str, Any]], axis: str, level: float) -> list[tuple[str, float]]:
+    """The labeling arms by their mean cost on ``axis`` to hold ``level`` (on every seed), cheapest first."""
+    units = _units(rows)
+    by = curves(rows, axis)
+    seeds = {s for c in by.values() for s in c}
+    costs = {
+        a: float(np.mean([sustained(c[s], level) for s in sorted(seeds)]))
+        for a, c in by.items()
+        if units.get(a) in ("auto", "box", *IMAGE_UNITS) and set(c) == seeds
+    }
+    return sorted(((a, c) for a, c in costs.items() if not math.isnan(c)), key=lambda ac: ac[1])
+
+
+def readme_cells(rows: list[dict[str, Any]]) -> str:
+    """The README table's cells for one experiment, after its first (the strength's name) and before its
+    last (the link): the first model's share, which arm paid on each axis at the level every arm holds, and
+    the goal's lines; docs tests compare them with the README, so the README's numbers are the report's."""
+    rows, _ = relative(rows)
+    first = [float(r["map50_of_full"]) for r in initial_models(rows).values() if r.get("map50_of_full")]
+    level = held_level(rows)
+    paid = []
+    for axis, name, unit in (("boxes_obtained", "boxes", " boxes"), ("seconds", "annotator seconds", " s")):
+        ranked = [] if level is None else _cheapest(rows, axis, level)
+        if len(ranked) < 2:
+            paid.append(f"on {name}: -")
+            continue
+        (best, cost), (second, other) = ranked[0], ranked[1]
+        fewer = f"{1 - cost / other:.0%} fewer than {second}" if other > 0 else f"{second} at no cost either"
+        paid.append(f"on {name}: {best}, {cost:,.0f}{unit} ({fewer})")
+    held = verdicts(rows)
+    share = f"{np.mean(first):.0%} [{min(first):.0%}-{max(first):.0%}]" if first else "-"
+    holds = "-" if level is None else f"{level:.0%}"
+    goal = (
+        f"auto at or above the best fixed arm: {_plain(held['auto_boxes_obtained'])} on boxes, "
+        f"{_plain(held['auto_seconds'])} on seconds; box arm above the control: "
+        f"{_plain(held['box_over_control'])}; 30% fewer boxes than the best image arm: "
+        f"{_plain(held['fewer_boxes'])}"
+    )
+    return f"| {share} | {holds} | {'; '.join(paid)} | {goal} |"
+
+
+def _plain(held: bool | None) -> str:
+    return {True: "held", False: "missed", None: "not measured"}[held]

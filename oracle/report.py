@@ -242,6 +242,30 @@ def level_table(
     return lines
 
 
+def both_axes_table(rows: list[dict[str, Any]], reached: list[dict[str, Any]]) -> list[str]:
+    """Markdown: per level and arm, the ground-truth boxes and the annotator seconds it needed to hold the
+    level (mean [min-max] over seeds): what a level costs on either axis a team pays by."""
+    lines = [
+        "Ground-truth boxes obtained and estimated annotator seconds each arm needed to hold a level "
+        "(mean [min-max] over seeds; '-' where a seed's last round is below it).",
+        "",
+        "| level | arm | boxes obtained | annotator seconds |",
+        "| ---: | --- | ---: | ---: |",
+    ]
+    for level in sorted({r["level"] for r in reached}):
+        for arm in sorted({r["arm"] for r in reached}):
+            cost = {
+                axis: [r["sustained"] for r in sorted(reached, key=lambda r: r["seed"])
+                       if r["arm"] == arm and r["level"] == level and r["axis"] == axis]
+                for axis in ("boxes_obtained", "seconds")
+            }  # fmt: skip
+            lines.append(
+                f"| {level:.0%} | {_header(rows, arm)} | {_cell(cost['boxes_obtained'])} | "
+                f"{_cell(cost['seconds'])} |"
+            )
+    return lines
+
+
 def rounds_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown: each round's mAP@0.5 (% of the reference, mean over seeds) per arm and the control; an
     asterisk marks a round where an arm is not above the control on the same seeds."""
@@ -442,6 +466,7 @@ def summary(
         "arm drawing whole images that needed the least; where the first needed more than twice the "
         "second's cost, the saving is given as that multiple.",
     ]
+    lines += ["", "## Both cost axes side by side", "", *both_axes_table(rows, reached)]
     for axis, name in AXES.items():
         lines += ["", f"## On {name}", "", *level_table(rows, reached, axis, "sustained")]
     lines += [

@@ -4,7 +4,14 @@ highest level every arm holds."""
 
 from __future__ import annotations
 
-from oracle.goal import auto_against_fixed, box_against_control, fewer_boxes, held_level, verdicts
+from oracle.goal import (
+    auto_against_fixed,
+    box_against_control,
+    fewer_boxes,
+    held_level,
+    readme_cells,
+    verdicts,
+)
 from oracle.report import relative, summary
 
 FULL = {0: 0.8, 1: 0.5}
@@ -95,3 +102,14 @@ def test_the_report_reads_the_goal_only_where_auto_ran() -> None:
     assert "every labeling arm holds at its last round on every seed: 70%" in text
     without = {k: v for k, v in CASE.items() if k[0] != "auto"}
     assert "round-three goal" not in summary(_rows(without), "toy", [], pool_boxes=1000)
+
+
+def test_the_readme_row_says_which_arm_paid_on_each_axis_at_the_level_every_arm_holds() -> None:
+    # to hold 70%: auto 250 boxes, image 300, box 320; on seconds image 600, auto 750, box 800
+    case = {**CASE, ("box/new-soft", "box"): both([INITIAL, (200, 400, 0.5), (320, 800, 0.7)])}
+    assert readme_cells(_rows(case)) == (
+        "| 40% [40%-40%] | 70% | on boxes: auto, 250 boxes (17% fewer than image/random); on annotator "
+        "seconds: image/random, 600 s (20% fewer than auto) | auto at or above the best fixed arm: held on "
+        "boxes, not measured on seconds; box arm above the control: missed; 30% fewer boxes than the best "
+        "image arm: missed |"
+    )

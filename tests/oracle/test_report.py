@@ -58,6 +58,9 @@ def test_levels_are_shares_of_full_supervision_reached_for_good_with_paired_savi
     )
     # seconds are 3x boxes; queries 2x
     assert "| 90% | 600 [600-600] |" in text and "| 90% | 400 [400-400] |" in text
+    # both axes side by side, arm by arm
+    assert "| 90% | box/a | 200 [200-200] | 600 [600-600] |" in text
+    assert "| 90% | image/x | 400 [400-400] | 1200 [1200-1200] |" in text
     # round by round against the control: box/a 90% at round 2, the control 55%
     assert "| 2 | 90.0% | 80.0% | 55.0% | 70.0% |" in text
     # Lyu et al.: 20% of the pool's 1000 boxes = 200: box/a is at 90% of full there
