@@ -4,7 +4,8 @@ objects, and how many of those were labeled, covered by a noisy target, or left 
     python bench/noisy_targets.py experiments/aquarium-s0-bestbox-control
 
 Reads a `boxal simulate` run's own embedded database (``<run>/server/boxal.db``) in its final state and the
-run's data set through its preset (``--data`` where the run was given one). For each box arm: the queries
+run's data set through its preset (``--data`` where the run was given one). For each box arm (and each
+``unit: auto`` arm, whichever units it served): the queries
 it answered and the share answered background; the pool images in training (fully labeled ones: the
 initial images, and any a fallback labeled whole; and images holding any answered box, background answers
 included, as DESIGN.md's loop says), their ground-truth objects, how many an answer labeled, how many a
@@ -174,10 +175,10 @@ def main() -> None:
     projects = db.execute("SELECT id, name, settings FROM projects ORDER BY id").fetchall()
     rows: dict[str, dict[str, object]] = {}
     for pid, name, settings in projects:
-        if "-box-" not in name:  # the box arms
-            continue
         # validated as the worker reads them, so that a setting left at its default prints its default
         config = ProjectSettings.model_validate(json.loads(settings))
+        if "-box-" not in name and config.unit != "auto":  # the box arms, and auto's (box queries or not)
+            continue
         mode = config.noisy_targets
         noisy, source = None, "first predictions, frozen"
         if mode in ("refreshed", "pseudo"):
