@@ -68,6 +68,8 @@ def relative(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
         refs = defaultdict(lambda: best or 1.0)
         if best > 0:
             what = f"the best mAP@0.5 of any arm ({best:.3f}): {why}"
+        elif not finals:  # a run of the initial model and the control alone (a probe of the first model)
+            what = f"mAP@0.5 itself (no arm that obtains labels ran; {why})"
         else:
             what = f"mAP@0.5 itself (no arm scored above 0; {why})"
     out = [
@@ -466,16 +468,19 @@ def summary(
         "arm drawing whole images that needed the least; where the first needed more than twice the "
         "second's cost, the saving is given as that multiple.",
     ]
-    lines += ["", "## Both cost axes side by side", "", *both_axes_table(rows, reached)]
-    for axis, name in AXES.items():
-        lines += ["", f"## On {name}", "", *level_table(rows, reached, axis, "sustained")]
+    if reached:  # a probe of the first model alone has no arm that obtains labels: no level to reach
+        lines += ["", "## Both cost axes side by side", "", *both_axes_table(rows, reached)]
+        for axis, name in AXES.items():
+            lines += ["", f"## On {name}", "", *level_table(rows, reached, axis, "sustained")]
+        lines += [
+            "",
+            "## First touch (the figure earlier reports gave; a curve may fall back below the level later)",
+            "",
+            f"On {AXES['boxes_obtained']}:",
+            "",
+            *level_table(rows, reached, "boxes_obtained", "first_touch"),
+        ]
     lines += [
-        "",
-        "## First touch (the figure earlier reports gave; a curve may fall back below the level later)",
-        "",
-        f"On {AXES['boxes_obtained']}:",
-        "",
-        *level_table(rows, reached, "boxes_obtained", "first_touch"),
         "",
         "## Round by round, against the control (no new labels, the same training)"
         if has_control
@@ -490,11 +495,17 @@ def summary(
         ),
         "",
         *rounds_table(rows),
-        "",
-        f"## After obtaining {LYU_SHARE:.0%} of the pool's {pool_boxes} boxes (Lyu et al., CVPR 2023: "
-        "full-supervision quality on VOC with 19%)",
-        "",
-        *lyu_table(rows, pool_boxes),
+        *(
+            [
+                "",
+                f"## After obtaining {LYU_SHARE:.0%} of the pool's {pool_boxes} boxes (Lyu et al., CVPR "
+                "2023: full-supervision quality on VOC with 19%)",
+                "",
+                *lyu_table(rows, pool_boxes),
+            ]
+            if reached
+            else []
+        ),
         *equal_boxes_section(rows),
         "",
         "## Final points (mean over seeds)",

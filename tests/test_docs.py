@@ -108,3 +108,29 @@ def test_the_readme_walkthrough_runs_as_printed(tmp_path: Path) -> None:
         assert [e["action"] for e in events if e["kind"] == "answer"] == ["label_all"]
     finally:
         stop(server)
+
+
+RESULT_TABLES = [README, ROOT / "docs" / "results" / "README.md"]
+
+
+def test_the_results_tables_give_the_reports_numbers() -> None:
+    """A results table's row for a round-three report (one with a unit-auto arm) holds the cells
+    oracle.goal.readme_cells computes from that report's merged rounds: the README's numbers are the
+    report's, never retyped."""
+    import json
+
+    from oracle.goal import readme_cells
+
+    checked = 0
+    for doc in RESULT_TABLES:
+        for line in doc.read_text().splitlines():
+            link = re.search(r"\]\(([^)]+)/summary\.md\)", line)
+            if not line.startswith("|") or not link:
+                continue
+            report = (doc.parent / link.group(1)).resolve()
+            rows = [json.loads(r) for r in (report / "rounds.jsonl").read_text().splitlines() if r.strip()]
+            if not any(r.get("unit") == "auto" for r in rows):
+                continue  # the earlier rounds' rows: read from their reports by hand
+            assert readme_cells(rows) in line, (doc.name, line)
+            checked += 1
+    assert checked, "no results table links a round-three report"

@@ -392,3 +392,12 @@ def test_box_arms_meet_the_best_image_arm_at_equal_boxes_read_off_its_curve() ->
     )
     no_image = [r for r in rows if not r["arm"].startswith("image/")]
     assert "At equal boxes" not in summary(no_image, "toy", [], pool_boxes=1000)
+
+
+def test_a_probe_of_the_first_model_alone_reports_its_rounds_without_empty_level_tables() -> None:
+    rows = [r for r in _rows(0) if r["arm"] in ("initial", "control")]
+    text = summary(rows, "probe", [], pool_boxes=1000)
+    assert "(no arm that obtains labels ran; this run has no fully supervised reference)" in text
+    assert "## On ground-truth boxes" not in text and "## First touch" not in text
+    assert "## After obtaining" not in text
+    assert "## Round by round, against the control" in text
