@@ -5,6 +5,7 @@ its embedded worker."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,9 @@ from tests.app.label_studio_regions import region
 from tests.worker.loop import HEADERS, TOKEN, boxal, free_port, start, stop, wait_for, wait_http
 
 VERSION = "1.23.2"  # the version tests/app/label_studio_payloads/ were recorded from
+# what its venv installs: that version, and sentry-sdk below 3, which dropped the send_default_pii option
+# label-studio 1.23.2 passes at start-up (unbounded in its requirements: it would not start, 2026-12-07)
+REQUIREMENTS = (f"label-studio=={VERSION}", "sentry-sdk<3")
 LS_TOKEN = "0123456789abcdef0123456789abcdef01234567"
 CONFIG = (
     '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
@@ -37,9 +41,10 @@ pytestmark = pytest.mark.slow
 
 
 def label_studio_bin() -> Path:
-    """label-studio in its own venv under the user's cache (installed once per version and Python)."""
+    """label-studio in its own venv under the user's cache (once per pinned requirements and Python)."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "boxal-ci"
-    venv = cache / f"label-studio-{VERSION}-py{sys.version_info[0]}{sys.version_info[1]}"
+    pinned = hashlib.sha1(" ".join(REQUIREMENTS).encode()).hexdigest()[:8]  # a new pin, a new venv
+    venv = cache / f"label-studio-{VERSION}-{pinned}-py{sys.version_info[0]}{sys.version_info[1]}"
     binary = venv / "bin" / "label-studio"
     if binary.exists():
         return binary
@@ -48,7 +53,7 @@ def label_studio_bin() -> Path:
             [sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120
         )
         subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", f"label-studio=={VERSION}"],
+            [str(venv / "bin" / "pip"), "install", "-q", *REQUIREMENTS],
             check=True, capture_output=True, timeout=1200,
         )  # fmt: skip
     except (subprocess.SubprocessError, OSError) as exc:
