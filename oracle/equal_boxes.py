@@ -18,11 +18,23 @@ from oracle.report import curves
 UNCOVERED = "no image arm's runs cover {} boxes on every seed"
 
 
-def _best_image(
+def round_points(
+    rows: list[dict[str, Any]], arm: str, axis: str = "boxes_obtained"
+) -> dict[int, dict[int, tuple[float, float]]]:
+    """round -> seed -> (cost on ``axis``, mAP@0.5 as a share of the reference) of ``arm``'s rounds of
+    queries (every round after the first)."""
+    out: dict[int, dict[int, tuple[float, float]]] = {}
+    for row in rows:
+        if row["arm"] == arm and row["round"] > 1 and row.get("map50_of_full") is not None:
+            out.setdefault(row["round"], {})[row["seed"]] = (float(row[axis]), float(row["map50_of_full"]))
+    return out
+
+
+def best_covering(
     image: dict[str, dict[int, np.ndarray]], points: dict[int, tuple[float, float]]
 ) -> tuple[str, list[float]] | None:
-    """Among the image arms whose curves cover each seed's boxes, the one with the highest mean mAP@0.5
-    there, and its value per seed (in ``points``' seed order)."""
+    """Among the arms whose curves cover each seed's cost, the one with the highest mean mAP@0.5 there,
+    and its value per seed (in ``points``' seed order)."""
     read = {
         arm: [value_at(seeds[seed], x) if seed in seeds else math.nan for seed, (x, _) in points.items()]
         for arm, seeds in image.items()
@@ -43,7 +55,7 @@ def _box_arm_lines(
     for number in sorted(rounds):
         points = dict(sorted(rounds[number].items()))
         boxes = f"{np.mean([x for x, _ in points.values()]):.0f}"
-        best = _best_image(image, points)
+        best = best_covering(image, points)
         if best is None:
             lines.append(f"| {arm} | {number} | {boxes} | - | - | - ({UNCOVERED.format('these')}) |")
             continue
@@ -82,11 +94,7 @@ def equal_boxes_section(rows: list[dict[str, Any]]) -> list[str]:
     ]
     verdicts = []
     for arm in box_arms:
-        rounds: dict[int, dict[int, tuple[float, float]]] = {}
-        for row in rows:
-            if row["arm"] == arm and row["round"] > 1 and row.get("map50_of_full") is not None:
-                point = (float(row["boxes_obtained"]), float(row["map50_of_full"]))
-                rounds.setdefault(row["round"], {})[row["seed"]] = point
+        rounds = round_points(rows, arm)
         own, compared, above = _box_arm_lines(arm, rounds, image)
         lines += own
         verdicts.append(

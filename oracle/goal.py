@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from oracle.levels import sustained, value_at
+from oracle.equal_boxes import best_covering, round_points
+from oracle.levels import sustained
 from oracle.report import curves, initial_models, relative
 
 FEWER_BOXES = 0.3  # the third line's margin
@@ -32,15 +33,6 @@ IMAGE_UNITS = ("image", "review")
 
 def _units(rows: list[dict[str, Any]]) -> dict[str, str]:
     return {r["arm"]: r.get("unit") or "-" for r in rows}
-
-
-def _points(rows: list[dict[str, Any]], arm: str, axis: str) -> dict[int, dict[int, tuple[float, float]]]:
-    """round -> seed -> (cost, share of the reference) of ``arm``'s rounds of queries."""
-    out: dict[int, dict[int, tuple[float, float]]] = {}
-    for row in rows:
-        if row["arm"] == arm and row["round"] > 1 and row.get("map50_of_full") is not None:
-            out.setdefault(row["round"], {})[row["seed"]] = (float(row[axis]), float(row["map50_of_full"]))
-    return out
 
 
 def _at_or_above(gaps: Sequence[float]) -> bool:
@@ -59,20 +51,15 @@ def auto_against_fixed(rows: list[dict[str, Any]], axis: str) -> list[dict[str, 
     fixed = {a: c for a, c in curves(rows, axis).items() if units.get(a) in ("box", *IMAGE_UNITS)}
     out = []
     for arm in sorted(a for a, u in units.items() if u == "auto"):
-        for number, points in sorted(_points(rows, arm, axis).items()):
-            seeds = sorted(points)
-            read = {
-                other: [value_at(c[s], points[s][0]) if s in c else math.nan for s in seeds]
-                for other, c in fixed.items()
-            }
-            covering = {o: v for o, v in read.items() if not any(math.isnan(x) for x in v)}
-            best = max(covering, key=lambda o: float(np.mean(covering[o])), default=None)
-            mine = [points[s][1] for s in seeds]
-            gaps = [] if best is None else [m - t for m, t in zip(mine, covering[best], strict=True)]
+        for number, points in sorted(round_points(rows, arm, axis).items()):
+            points = dict(sorted(points.items()))
+            found = best_covering(fixed, points)
+            mine = [y for _, y in points.values()]
+            gaps = [] if found is None else [m - t for m, t in zip(mine, found[1], strict=True)]
             out.append(
-                {"arm": arm, "round": number, "cost": float(np.mean([points[s][0] for s in seeds])),
-                 "share": float(np.mean(mine)), "best": best,
-                 "best_share": None if best is None else float(np.mean(covering[best])), "gaps": gaps}
+                {"arm": arm, "round": number, "cost": float(np.mean([x for x, _ in points.values()])),
+                 "share": float(np.mean(mine)), "best": None if found is None else found[0],
+                 "best_share": None if found is None else float(np.mean(found[1])), "gaps": gaps}
             )  # fmt: skip
     return out
 
@@ -80,10 +67,10 @@ def auto_against_fixed(rows: list[dict[str, Any]], axis: str) -> list[dict[str, 
 def box_against_control(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per box arm and round of queries: its mean share, the control's on the same seeds, and the gaps."""
     units = _units(rows)
-    control = _points(rows, "control", "boxes_obtained")
+    control = round_points(rows, "control", "boxes_obtained")
     out = []
     for arm in sorted(a for a, u in units.items() if u == "box"):
-        for number, points in sorted(_points(rows, arm, "boxes_obtained").items()):
+        for number, points in sorted(round_points(rows, arm, "boxes_obtained").items()):
             seeds = [s for s in sorted(points) if s in control.get(number, {})]
             if not seeds:
                 continue
@@ -112,13 +99,7 @@ def fewer_boxes(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if level is None:
         return None
     units = _units(rows)
-    by = curves(rows, "boxes_obtained")
-    seeds = sorted({s for c in by.values() for s in c})
-    cost = {
-        a: [sustained(c[s], level) for s in seeds]
-        for a, c in by.items()
-        if units.get(a) in ("auto", "box", *IMAGE_UNITS) and set(c) == set(seeds)
-    }
+    cost = _level_costs(rows, "boxes_obtained", level)
 
     def cheapest(kinds: tuple[str, ...]) -> str | None:
         return min(
@@ -214,17 +195,22 @@ def goal_section(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _cheapest(rows: list[dict[str, Any]], axis: str, level: float) -> list[tuple[str, float]]:
-    """The labeling arms by their mean cost on ``axis`` to hold ``level`` (on every seed), cheapest first."""
+def _level_costs(rows: list[dict[str, Any]], axis: str, level: float) -> dict[str, list[float]]:
+    """Per labeling arm run on every seed, its cost on ``axis`` to hold ``level``, seed by seed."""
     units = _units(rows)
     by = curves(rows, axis)
-    seeds = {s for c in by.values() for s in c}
-    costs = {
-        a: float(np.mean([sustained(c[s], level) for s in sorted(seeds)]))
+    seeds = sorted({s for c in by.values() for s in c})
+    return {
+        a: [sustained(c[s], level) for s in seeds]
         for a, c in by.items()
-        if units.get(a) in ("auto", "box", *IMAGE_UNITS) and set(c) == seeds
+        if units.get(a) in ("auto", "box", *IMAGE_UNITS) and set(c) == set(seeds)
     }
-    return sorted(((a, c) for a, c in costs.items() if not math.isnan(c)), key=lambda ac: ac[1])
+
+
+def _cheapest(rows: list[dict[str, Any]], axis: str, level: float) -> list[tuple[str, float]]:
+    """The labeling arms by their mean cost on ``axis`` to hold ``level`` (on every seed), cheapest first."""
+    means = {a: float(np.mean(c)) for a, c in _level_costs(rows, axis, level).items()}
+    return sorted(((a, c) for a, c in means.items() if not math.isnan(c)), key=lambda ac: ac[1])
 
 
 def readme_cells(rows: list[dict[str, Any]]) -> str:
