@@ -3,6 +3,7 @@ to read in ten minutes, and its walk-through runs as printed against a real `box
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from app.settings import Settings
+from oracle.goal import readme_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -117,10 +119,6 @@ def test_the_results_tables_give_the_reports_numbers() -> None:
     """A results table's row for a round-three report (one with a unit-auto arm) holds the cells
     oracle.goal.readme_cells computes from that report's merged rounds: the README's numbers are the
     report's, never retyped."""
-    import json
-
-    from oracle.goal import readme_cells
-
     checked = 0
     for doc in RESULT_TABLES:
         for line in doc.read_text().splitlines():
