@@ -75,27 +75,44 @@ def smoke_runs(commands: list[str]) -> dict[str, str]:
     are parts of one experiment (arms of a preset, made apart); at smoke size they are one run of the first
     part's seed with every arm any part names, so each arm and setting still runs while the preset's toy
     experiment is built once, not once per part. A part whose output a printed report or analysis reads
-    runs as printed.
+    runs as printed; a part whose arms such a part of the same experiment already runs is that run (the
+    seeds of a round three experiment, whose first seed an analysis reads, are one run).
     """
     read = {word for c in commands if _program(c).startswith(READS_RUNS) for word in shlex.split(c)}
-    merged: dict[str, str] = {}  # an experiment's settings -> its smoke run
+    as_printed: dict[str, list[str]] = {}  # an experiment's settings -> its parts that run as printed
     part_of: dict[str, str | None] = {}  # a command -> its experiment's settings, None if it runs alone
     for command in commands:
-        parts = PART.findall(command)
-        named = dict(parts)
-        if (
-            not _program(command).startswith("boxal simulate")
-            or "arm" not in named
-            or named.get("out") in read
-        ):
+        named = dict(PART.findall(command))
+        if not _program(command).startswith("boxal simulate") or "arm" not in named:
             part_of[command] = None
+        elif named.get("out") in read:
+            part_of[command] = None
+            as_printed.setdefault(PART.sub("", command), []).append(command)
+        else:
+            part_of[command] = PART.sub("", command)
+    merged: dict[str, str] = {}  # an experiment's settings -> its smoke run
+    for command, key in part_of.items():
+        if key is None or any(_covers(run, command) for run in as_printed.get(key, [])):
             continue
-        key = part_of[command] = PART.sub("", command)
         run = merged.setdefault(key, command)
-        arms = [arm for name, arm in PART.findall(run) if name == "arm"]
-        extra = [arm for name, arm in parts if name == "arm" and arm not in arms]
-        merged[key] = run + "".join(f" --arm {arm}" for arm in extra)
-    return {command: command if key is None else merged[key] for command, key in part_of.items()}
+        merged[key] = run + "".join(f" --arm {arm}" for arm in _arms(command) if arm not in _arms(run))
+    return {command: _smoke_run(command, key, merged, as_printed) for command, key in part_of.items()}
+
+
+def _smoke_run(command: str, key: str | None, merged: dict[str, str], printed: dict[str, list[str]]) -> str:
+    if key is None:
+        return command
+    covering = [run for run in printed.get(key, []) if _covers(run, command)]
+    return covering[0] if covering else merged[key]
+
+
+def _arms(command: str) -> list[str]:
+    """The arms a command names, in its order."""
+    return [arm for name, arm in PART.findall(command) if name == "arm"]
+
+
+def _covers(run: str, part: str) -> bool:
+    return set(_arms(part)) <= set(_arms(run))
 
 
 def _program(command: str) -> str:
@@ -170,9 +187,17 @@ def test_an_analysis_printed_for_each_seed_of_the_same_arms_runs_once() -> None:
     budgets = ["python bench/lease_bench.py --budget 150", "python bench/lease_bench.py --budget 600"]
     commands = distinct([s0, s1, s1_images, s0_other, on_s0, on_s1, on_other, report, *budgets])
     assert commands == [s0, s1, s1_images, s0_other, on_s0, on_other, report, budgets[0]]
-    plan = smoke_runs(commands)  # what reads s0-a and s0-c runs as printed; s1-a now joins s1-b
-    assert (plan[s0], plan[s0_other]) == (s0, s0_other)
-    assert plan[s1] == plan[s1_images] == f"{s1} --arm image/random"
+    plan = smoke_runs(commands)  # what reads s0-a and s0-c runs as printed, and s0-a runs s1-a's arm too
+    assert (plan[s0], plan[s0_other], plan[s1], plan[s1_images]) == (s0, s0_other, s0, s1_images)
+
+
+def test_the_seeds_of_the_same_arms_as_a_part_run_as_printed_are_that_run() -> None:
+    simulate = "OMP_NUM_THREADS=1 boxal simulate --preset bccd --arm auto --arm control"
+    s0, s1, s2 = (f"{simulate} --seed {n} --out experiments/s{n}" for n in range(3))
+    more = "OMP_NUM_THREADS=1 boxal simulate --preset bccd --arm auto --arm full --seed 1 --out experiments/m"
+    plan = smoke_runs([s0, s1, s2, more, "python bench/noisy_targets.py experiments/s0"])
+    assert plan[s0] == plan[s1] == plan[s2] == s0
+    assert plan[more] == more  # full is not in s0: it runs, as the parts of the seeds not read would
 
 
 def test_a_report_reads_committed_runs_as_they_are_and_writes_under_the_smoke_folder(tmp_path: Path) -> None:
