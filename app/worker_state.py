@@ -22,10 +22,11 @@ STATE_FILE = "worker.json"
 READY_FILE = "worker.ready"
 
 # ok: consuming; starting: started, not yet consuming; restarting: exited, a new one starts after a backoff;
-# failed: exited more often in a row than BOXAL_WORKER_RESTARTS allows, not restarted; stopped: the server is
+# failed: exited more often in a row than BOXAL_WORKER_RESTARTS allows, not restarted; paused: stopped by a
+# signal (SIGSTOP, Ctrl-Z) or a debugger, so it runs nothing until continued; stopped: the server is
 # shutting down; external: this server started no worker (workers run elsewhere, as `boxal worker`), so it
 # cannot tell
-WorkerHealth = Literal["ok", "starting", "restarting", "failed", "stopped", "external"]
+WorkerHealth = Literal["ok", "starting", "restarting", "failed", "paused", "stopped", "external"]
 
 
 def _write(path: Path, text: str) -> None:
@@ -77,10 +78,14 @@ def alive(pid: object) -> bool:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    with contextlib.suppress(OSError):  # a zombie (exited, not yet reaped by the supervisor) is not alive
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[0] != "Z"
-    return True
+    return _state(pid) != "Z"  # a zombie (exited, not yet reaped by the supervisor) is not alive
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter in /proc (R, S, D, T stopped by a signal, t stopped by a tracer, Z...)."""
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return None
 
 
 def health(settings: Settings) -> WorkerHealth:
@@ -92,6 +97,8 @@ def health(settings: Settings) -> WorkerHealth:
         return state["state"]  # type: ignore[no-any-return]
     if state["state"] != "running" or not alive(state.get("pid")):
         return "restarting"  # exited a moment ago: the supervisor has not seen it yet
+    if _state(state["pid"]) in ("T", "t"):
+        return "paused"  # SIGSTOP, Ctrl-Z or a debugger: it holds its tasks and runs none until SIGCONT
     try:
         ready = int((settings.broker_dir / READY_FILE).read_text())
     except (FileNotFoundError, ValueError):

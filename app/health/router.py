@@ -32,7 +32,8 @@ class Health(BaseModel):
     worker: WorkerHealth = Field(
         description="the worker `boxal serve` runs beside it: ok (consuming), starting, restarting (it "
         "exited; a new one starts after a backoff), failed (given up on after BOXAL_WORKER_RESTARTS "
-        "restarts in a row), stopped; external where this server started none (it cannot tell)"
+        "restarts in a row), paused (stopped by SIGSTOP, Ctrl-Z or a debugger: it runs nothing until "
+        "continued), stopped; external where this server started none (it cannot tell)"
     )
     queue: str = Field(
         description="ok | unavailable: whether rounds sent now will be worked on (the broker answers and "

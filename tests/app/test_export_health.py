@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
 from tests.factories import coco_for, create_project, import_coco, register_images, seed_pool
+from tests.worker.loop import wait_for
 
 
 def test_export_is_coco_with_xywh_boxes(client, database, tmp_path: Path) -> None:
@@ -54,3 +57,28 @@ def test_ids_beyond_the_database_range_are_422_not_500(client) -> None:
     assert client.delete(f"/v1/projects/1/queries/{huge}").status_code == 422
     labels = client.post("/v1/projects/1/labels", json={"labels": [{"query_id": huge, "action": "accept"}]})
     assert labels.status_code == 422 and "query_id" in labels.json()["detail"]
+
+
+def test_health_names_a_worker_that_is_paused_and_one_that_exited(client, settings) -> None:
+    """A real process stands in for the worker `boxal serve` supervises (this test's process for the server):
+    stopped by SIGSTOP it is alive yet runs nothing, and /health said ok until 2026-12-07."""
+    from app import worker_state
+
+    stand_in = subprocess.Popen(["sleep", "60"])
+    try:
+        worker_state.record(settings, "running", pid=stand_in.pid, restarts=0, last_exit=None)
+        (settings.broker_dir / worker_state.READY_FILE).write_text(str(stand_in.pid))
+
+        def seen() -> tuple[str, str]:
+            body = client.get("/health").json()
+            return body["worker"], body["queue"]
+
+        assert seen() == ("ok", "ok")
+        stand_in.send_signal(signal.SIGSTOP)
+        assert wait_for(lambda: seen() == ("paused", "unavailable"), 5, "/health to see the pause")
+        stand_in.send_signal(signal.SIGCONT)
+        assert wait_for(lambda: seen() == ("ok", "ok"), 5, "/health to see it continue")
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    assert seen() == ("restarting", "unavailable")  # exited; the supervisor has not recorded it yet
