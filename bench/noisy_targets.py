@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sqlite3
 import sys
 import tempfile
@@ -146,8 +147,15 @@ def _share(part: int, whole: int) -> str:
     return f"{part:,} ({part / whole:.0%})" if whole else f"{part:,}"
 
 
-def _truth(run: Path, data: Path | None) -> dict[str, list[Box]]:
-    experiment = json.loads((run / "experiment.json").read_text())
+def _arm(project: str, experiment: dict) -> str:
+    """The arm's name as reports give it (``box/new-soft``), from its project's name
+    (``bccd-v3-<id>-s0-box-new-soft``, oracle/experiment.py); the project's own where none matches."""
+    names = [arm.get("label") or f"{arm['unit']}/{arm['strategy']}" for arm in experiment.get("arms", [])]
+    slugs = {name: re.escape(name.replace("/", "-")) for name in names}
+    return next((n for n in names if re.search(rf"-s\d+-{slugs[n]}$", project)), project)
+
+
+def _truth(run: Path, experiment: dict, data: Path | None) -> dict[str, list[Box]]:
     with tempfile.TemporaryDirectory() as tmp:
         # the preset that ran it: a preset's experiment name may differ from its own (bccd runs bccd-v2)
         preset = next(p for p in PRESETS.values() if p.experiment().name == experiment["name"])
@@ -170,7 +178,8 @@ def main() -> None:
         "--smoke", action="store_true", help="accepted for the docs' check; the run sets the size"
     )
     args = parser.parse_args()
-    truth = _truth(args.run, args.data)
+    experiment = json.loads((args.run / "experiment.json").read_text())
+    truth = _truth(args.run, experiment, args.data)
     db = sqlite3.connect(f"file:{args.run / 'server' / 'boxal.db'}?mode=ro", uri=True)
     projects = db.execute("SELECT id, name, settings FROM projects ORDER BY id").fetchall()
     rows: dict[str, dict[str, object]] = {}
@@ -186,7 +195,7 @@ def main() -> None:
             score = config.pseudo_label_score if mode == "pseudo" else config.refresh_confidence
             source = f"{mode} >= {score} by {model}"
         counts = arm_row(db, pid, truth, noisy)
-        rows[name] = {
+        rows[_arm(name, experiment)] = {
             "noisy targets from": source,
             "unknown trains as": UNKNOWN[config.unknown_background],
             **counts,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from bench.noisy_targets import arm_row
+from bench.noisy_targets import _arm, arm_row
 
 SCHEMA = """
 CREATE TABLE images (id INTEGER PRIMARY KEY, project_id INTEGER, split TEXT, external_id TEXT,
@@ -79,3 +79,13 @@ def test_an_arm_without_answers_trains_on_its_fully_labeled_images_alone() -> No
     )
     row = arm_row(db, 1, {"seed": [([0, 0, 10, 10], 0)]})
     assert row["fully labeled images"] == 1 and row["joined images"] == 0 and row["noisy targets"] == 0
+
+
+def test_each_row_is_named_by_its_arm_as_the_reports_name_it() -> None:
+    experiment = {"arms": [{"unit": "box", "strategy": "least_confidence_bg", "label": "box/new-soft"},
+                           {"unit": "box", "strategy": "random", "label": "box/new-soft+balanced"},
+                           {"unit": "auto", "strategy": "least_confidence_bg"}]}  # fmt: skip
+    assert _arm("bccd-v3-1796623505-s1-box-new-soft", experiment) == "box/new-soft"
+    assert _arm("p-12-s10-box-new-soft+balanced", experiment) == "box/new-soft+balanced"
+    assert _arm("p-12-s0-auto-least_confidence_bg", experiment) == "auto/least_confidence_bg"
+    assert _arm("p-12-s0-box-paper", experiment) == "p-12-s0-box-paper"  # not one of the run's arms
