@@ -149,10 +149,13 @@ def _share(part: int, whole: int) -> str:
 
 def _arm(project: str, experiment: dict) -> str:
     """The arm's name as reports give it (``box/new-soft``), from its project's name
-    (``bccd-v3-<id>-s0-box-new-soft``, oracle/experiment.py); the project's own where none matches."""
+    (``bccd-v3-<id>-s0-box-new-soft``, oracle/experiment.py), with its seed where the run has several;
+    the project's own name where none matches."""
     names = [arm.get("label") or f"{arm['unit']}/{arm['strategy']}" for arm in experiment.get("arms", [])]
-    slugs = {name: re.escape(name.replace("/", "-")) for name in names}
-    return next((n for n in names if re.search(rf"-s\d+-{slugs[n]}$", project)), project)
+    for name in names:
+        if found := re.search(rf"-s(\d+)-{re.escape(name.replace('/', '-'))}$", project):
+            return name if len(experiment.get("seeds", [])) <= 1 else f"{name}, seed {found[1]}"
+    return project
 
 
 def _truth(run: Path, experiment: dict, data: Path | None) -> dict[str, list[Box]]:

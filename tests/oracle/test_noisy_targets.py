@@ -89,3 +89,5 @@ def test_each_row_is_named_by_its_arm_as_the_reports_name_it() -> None:
     assert _arm("p-12-s10-box-new-soft+balanced", experiment) == "box/new-soft+balanced"
     assert _arm("p-12-s0-auto-least_confidence_bg", experiment) == "auto/least_confidence_bg"
     assert _arm("p-12-s0-box-paper", experiment) == "p-12-s0-box-paper"  # not one of the run's arms
+    several = {**experiment, "seeds": [0, 1]}  # one run of several seeds: a row per arm and seed
+    assert _arm("p-12-s1-box-new-soft", several) == "box/new-soft, seed 1"
