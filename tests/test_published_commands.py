@@ -91,19 +91,15 @@ def smoke_runs(commands: list[str]) -> dict[str, str]:
         else:
             part_of[command] = PART.sub("", command)
     merged: dict[str, str] = {}  # an experiment's settings -> its smoke run
+    plan: dict[str, str] = {}  # a command -> what runs for it, where that is known before every part is read
     for command, key in part_of.items():
-        if key is None or any(_covers(run, command) for run in as_printed.get(key, [])):
+        covering = [run for run in as_printed.get(key or "", []) if _covers(run, command)]
+        if key is None or covering:
+            plan[command] = covering[0] if covering else command
             continue
         run = merged.setdefault(key, command)
         merged[key] = run + "".join(f" --arm {arm}" for arm in _arms(command) if arm not in _arms(run))
-    return {command: _smoke_run(command, key, merged, as_printed) for command, key in part_of.items()}
-
-
-def _smoke_run(command: str, key: str | None, merged: dict[str, str], printed: dict[str, list[str]]) -> str:
-    if key is None:
-        return command
-    covering = [run for run in printed.get(key, []) if _covers(run, command)]
-    return covering[0] if covering else merged[key]
+    return {command: plan.get(command) or merged[str(key)] for command, key in part_of.items()}
 
 
 def _arms(command: str) -> list[str]:
