@@ -67,7 +67,12 @@ def follow_job(
             if job["state"] not in ("succeeded", "failed"):
                 watch(job)
             progress = job.get("progress") or {}
-            bar.update(task, completed=float(progress.get("fraction", 0.0)), description=describe(progress))
+            description = "worker paused: waiting for it to continue (kill -CONT)" if watch.paused else ""
+            bar.update(
+                task,
+                completed=float(progress.get("fraction", 0.0)),
+                description=description or describe(progress),
+            )
             if job["state"] in ("succeeded", "failed"):
                 if job["state"] == "failed":
                     bar.console.print(f"[red]job {job_id} failed: {job.get('error')}")

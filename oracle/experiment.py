@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from boxal.client import Client
+from boxal.watchdog import Watchdog
 from oracle.answers import ACCEPT_IOU, Oracle
 from oracle.cost import CostModel
 from oracle.datasets import Dataset, ImageRecord
@@ -134,7 +135,7 @@ class Runner:
         out: Path,
         report: Reporter | None = None,
         whole: Experiment | None = None,
-        watchdog: Callable[[], Callable[[dict[str, Any]], None]] | None = None,
+        watchdog: Callable[[], Watchdog] | None = None,
     ) -> None:
         self.client = client
         self.dataset = dataset
@@ -175,9 +176,9 @@ class Runner:
         watch = self.watchdog() if self.watchdog is not None else None
 
         def on_progress(job: dict[str, Any]) -> None:
-            self.report("job", {"arm": arm, "job": job})
             if watch is not None:
                 watch(job)
+            self.report("job", {"arm": arm, "job": job, "worker_paused": watch is not None and watch.paused})
 
         job = self.client.wait_job(job_id, on_progress=on_progress)
         if job["state"] != "succeeded":

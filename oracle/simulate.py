@@ -132,6 +132,8 @@ def simulate(
             elif event == "job":
                 job = payload["job"]
                 stage = job.get("progress", {}).get("stage", job["state"])
+                if payload.get("worker_paused"):
+                    stage = "worker paused: waiting for it to continue (kill -CONT)"
                 for (arm, _), task in tasks.items():
                     if arm == payload["arm"] and not progress.tasks[task].finished:
                         progress.update(task, status=stage)

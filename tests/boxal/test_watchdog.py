@@ -85,3 +85,43 @@ def test_a_job_sent_again_by_a_reaper_is_no_sign_of_life() -> None:
         with pytest.raises(ServerStuck, match="no progress for 60 s"):
             watch(job)
         break
+
+
+def test_a_paused_worker_is_waited_for_however_long_and_judged_again_once_it_continues() -> None:
+    """SIGSTOP, Ctrl-Z or a debugger: someone's deliberate act, undone by SIGCONT. Its job cannot move
+    meanwhile, so the wait neither counts it as a stall nor as a worker gone."""
+    clock, worker = Clock(), ["ok"]
+    watch = _watch(worker, clock, stall_s=60, worker_grace_s=30)
+    watch(_job(beat="t0"))
+    worker[0] = "paused"
+    for second in range(3, 3600, 3):  # an hour stopped, the job's heartbeat frozen
+        clock.now = second
+        watch(_job(beat="t0"))
+        assert watch.paused
+    worker[0] = "ok"  # continued: the job's silence counts again from the last poll that saw it paused
+    clock.now += 3
+    watch(_job(beat="t0"))
+    assert not watch.paused
+    clock.now += 56
+    watch(_job(beat="t0"))
+    clock.now += 3
+    with pytest.raises(ServerStuck, match="no progress for 60 s"):
+        watch(_job(beat="t0"))
+
+
+def test_time_the_watcher_itself_was_stopped_counts_against_no_one() -> None:
+    """Ctrl-Z of the whole `boxal simulate` stops the watcher, the server and the worker alike; after `fg`
+    the job's heartbeat is as old as the pause, through no fault of the job."""
+    clock, worker = Clock(), ["restarting"]
+    watch = _watch(worker, clock, stall_s=60, worker_grace_s=30)
+    watch(_job(beat="t0"))
+    clock.now = 20
+    watch(_job(beat="t0"))
+    clock.now = 20 + 7200  # two hours stopped
+    watch(_job(beat="t0"))  # 20 s of silence and of restarting, as before the stop
+    worker[0] = "ok"
+    clock.now += 39
+    watch(_job(beat="t0"))
+    clock.now += 3
+    with pytest.raises(ServerStuck, match="no progress for 60 s"):
+        watch(_job(beat="t0"))
