@@ -7,7 +7,7 @@ import time
 import httpx
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from boxal.watchdog import STALL_S, Watchdog
+from boxal.watchdog import PAUSED, STALL_S, Watchdog
 
 
 def describe(progress: dict) -> str:
@@ -67,12 +67,8 @@ def follow_job(
             if job["state"] not in ("succeeded", "failed"):
                 watch(job)
             progress = job.get("progress") or {}
-            description = "worker paused: waiting for it to continue (kill -CONT)" if watch.paused else ""
-            bar.update(
-                task,
-                completed=float(progress.get("fraction", 0.0)),
-                description=description or describe(progress),
-            )
+            description = PAUSED if watch.paused else describe(progress)
+            bar.update(task, completed=float(progress.get("fraction", 0.0)), description=description)
             if job["state"] in ("succeeded", "failed"):
                 if job["state"] == "failed":
                     bar.console.print(f"[red]job {job_id} failed: {job.get('error')}")

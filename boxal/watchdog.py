@@ -17,6 +17,8 @@ from typing import Any
 STALL_S = 900.0  # a job's heartbeat beats at least every few seconds while it trains, scores or evaluates
 WORKER_GRACE_S = 120.0  # a restarted worker waits at most 30 s, then takes ~10-20 s to start consuming
 HEALTH_EVERY_S = 2.0
+# what a wait shows while the worker is paused
+PAUSED = "worker paused: waiting for it to continue (kill -CONT)"
 AWAY_S = 60.0  # a gap this long between two polls (made every few seconds) is time the watcher was stopped
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from boxal.client import Client
-from boxal.watchdog import STALL_S, Watchdog
+from boxal.watchdog import PAUSED, STALL_S, Watchdog
 from oracle import provenance
 from oracle.datasets import Dataset
 from oracle.experiment import Experiment, Runner
@@ -133,7 +133,7 @@ def simulate(
                 job = payload["job"]
                 stage = job.get("progress", {}).get("stage", job["state"])
                 if payload.get("worker_paused"):
-                    stage = "worker paused: waiting for it to continue (kill -CONT)"
+                    stage = PAUSED
                 for (arm, _), task in tasks.items():
                     if arm == payload["arm"] and not progress.tasks[task].finished:
                         progress.update(task, status=stage)
