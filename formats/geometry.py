@@ -18,6 +18,25 @@ def box_defect(bbox: list[float], width: int | None, height: int | None) -> str 
     return None
 
 
+MIN_BOX_PX = 2.0  # the labels API refuses a box narrower or lower: a slip of the mouse, not an object
+
+
+def drawable(bbox: list[float], width: int | None = None, height: int | None = None) -> list[float]:
+    """``bbox`` as an annotator can draw it: a side under MIN_BOX_PX grown about its centre to that size,
+    shifted back inside a ``width`` x ``height`` image where growing took it out (a tiny object gets the
+    smallest box the API takes)."""
+    out = list(bbox)
+    for lo, hi, limit in ((0, 2, width), (1, 3, height)):
+        if out[hi] - out[lo] >= MIN_BOX_PX:
+            continue
+        start = (out[lo] + out[hi] - MIN_BOX_PX) / 2
+        if limit is not None:
+            start = min(start, limit - MIN_BOX_PX)
+        start = max(start, 0.0)
+        out[lo], out[hi] = start, start + MIN_BOX_PX
+    return out
+
+
 def clip_box(bbox: list[float], width: int, height: int) -> list[float]:
     x1, y1, x2, y2 = bbox
     return [

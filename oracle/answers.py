@@ -7,7 +7,9 @@ coordinates and class. Otherwise ``background``, coordinates unchanged. An image
 every ground-truth box of the image (``label_all``). A review query (an image with the model's confident
 boxes drawn) is answered box by box as a box query would be, a box on an object already obtained (or
 already taken by an earlier box of the same review) deleted as background, and every object still missing
-drawn (``review``). Each answer carries ``duration_ms`` from a cost model.
+drawn (``review``). Each answer carries ``duration_ms`` from a cost model. A ground-truth box under the
+API's 2 px a side is answered as the smallest box it takes, about the same centre (formats/geometry.py,
+``drawable``): an annotator cannot draw a 1x1 box either.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from formats.geometry import iou
+from formats.geometry import drawable, iou
 from oracle.cost import CostModel
 
 MATCH_IOU = 0.5
@@ -26,6 +28,11 @@ ACCEPT_IOU = 0.7  # as the box-verification studies count a correct box (cost.py
 class GroundTruth:
     bbox: list[float]  # xyxy pixels
     label: str
+
+
+def _drawn(truth: GroundTruth, query: dict[str, Any]) -> list[float]:
+    image = query.get("image") or {}
+    return drawable(truth.bbox, image.get("width"), image.get("height"))
 
 
 @dataclass
@@ -51,7 +58,7 @@ class Oracle:
             return {
                 "query_id": query["query_id"],
                 "action": "label_all",
-                "boxes": [{"bbox": objects[i].bbox, "label": objects[i].label} for i in new],
+                "boxes": [{"bbox": _drawn(objects[i], query), "label": objects[i].label} for i in new],
                 "duration_ms": round(1000 * self.cost.image(len(new))),
             }
         overlaps = [iou(gt.bbox, query["bbox"]) for gt in objects]
@@ -76,7 +83,7 @@ class Oracle:
             answer = {
                 "query_id": query["query_id"],
                 "action": action,
-                "bbox": objects[best].bbox,
+                "bbox": _drawn(objects[best], query),
                 "label": objects[best].label,
             }
         answer["duration_ms"] = round(1000 * self.cost.box(action))
@@ -96,7 +103,9 @@ class Oracle:
                 if self.accept_iou is not None and overlaps[best] >= self.accept_iou and right:
                     verdict["action"] = "accept"
                 else:
-                    verdict.update(action="adjust", bbox=objects[best].bbox, label=objects[best].label)
+                    verdict.update(
+                        action="adjust", bbox=_drawn(objects[best], query), label=objects[best].label
+                    )
             seconds += self.cost.box(verdict["action"])
             reviewed.append(verdict)
         missing = [i for i in range(len(objects)) if i not in taken]
@@ -106,6 +115,6 @@ class Oracle:
             "query_id": query["query_id"],
             "action": "review",
             "reviewed": reviewed,
-            "boxes": [{"bbox": objects[i].bbox, "label": objects[i].label} for i in missing],
+            "boxes": [{"bbox": _drawn(objects[i], query), "label": objects[i].label} for i in missing],
             "duration_ms": round(1000 * seconds),
         }

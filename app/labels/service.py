@@ -24,6 +24,7 @@ from app.labels.schemas import LabelIn, LabelResult
 from app.models import Box, Image, LabelEvent, Project, Query
 from app.projects.service import project_settings
 from app.schemas import bbox_inside
+from formats.geometry import MIN_BOX_PX
 
 
 def _lock(session: Session, stmt):  # type: ignore[no-untyped-def]
@@ -141,9 +142,6 @@ def _check(
             raise Invalid(
                 f"{where}.label: {label!r} is not a class of this project; valid: {project.classes}"
             )
-
-
-MIN_BOX_PX = 2.0  # a box narrower or lower than this is a slip of the mouse, not an object
 
 
 def _check_pixels(bbox: list[float], image: Image, where: str) -> None:

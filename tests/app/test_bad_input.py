@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 
+from oracle.answers import GroundTruth, Oracle
 from tests.factories import create_project, db_state, register_images, seed_pool, write_image
 
 
@@ -49,6 +50,24 @@ def test_normalised_coordinates_and_slivers_are_refused_saying_so(client, databa
     assert db_state(database) == before
     fine = {**normalised, "bbox": [245.8, 397.6, 389.1, 575.8]}
     assert client.post(f"/v1/projects/{pid}/labels", json={"labels": [fine]}).status_code == 200
+
+
+def test_the_simulated_oracle_answers_a_1_px_object_with_a_box_the_api_takes(
+    client, database, tmp_path: Path
+) -> None:
+    """Aquarium's pool holds a 1x1 px object: drawing its image ended a 92-minute `boxal simulate` run
+    with this 422 until the oracle answered the smallest box the API takes."""
+    project = create_project(client, unit="image")
+    pid = project["id"]
+    [image] = register_images(client, pid, tmp_path / "pool", 1)
+    seed_pool(database, pid, [image["id"]], 1)
+    [query] = client.post(f"/v1/projects/{pid}/queries", json={"k": 1, "annotator": "a"}).json()["queries"]
+    truth = [GroundTruth([63.5, 47.5, 64.0, 48.0], "cat"), GroundTruth([10.5, 10.5, 11.5, 11.5], "dog")]
+    answer = Oracle({query["image"]["external_id"]: truth}).answer(query)
+    response = client.post(f"/v1/projects/{pid}/labels", json={"labels": [answer]})
+    assert response.status_code == 200, response.text
+    stored = client.get(f"/v1/projects/{pid}/export", params={"format": "coco"}).json()["annotations"]
+    assert sorted(a["bbox"] for a in stored) == [[10.0, 10.0, 2.0, 2.0], [62.0, 46.0, 2.0, 2.0]]
 
 
 def test_ids_that_match_nothing_are_422_and_a_partial_match_reports_the_rest(client, tmp_path: Path) -> None:

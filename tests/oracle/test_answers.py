@@ -99,3 +99,25 @@ def test_an_image_review_is_answered_box_by_box_then_the_missing_objects_drawn_e
     # 1.0 s for the image + 1.6 keep + 7.0 fix + 1.6 + 1.6 deletes + 7.0 drawing the bird
     assert answer["duration_ms"] == 19_800
     assert oracle.obtained["a"] == {0, 1, 2}
+
+
+def test_a_ground_truth_box_under_2_px_is_answered_as_the_smallest_box_the_api_takes() -> None:
+    """Aquarium's pool holds a 1x1 px object; the labels API refuses boxes under 2 px a side, so the oracle
+    answers it with a 2x2 box about the same centre, moved inside the image at its edge."""
+    speck = GroundTruth([964.5, 604.5, 965.5, 605.5], "fish")
+    corner = GroundTruth([1023.5, 0.0, 1024.0, 0.5], "fish")
+    sliver = GroundTruth([10.0, 20.0, 10.5, 120.0], "fish")
+    oracle = Oracle({"a": [speck, corner, sliver, CAT]})
+    image = {"external_id": "a", "width": 1024, "height": 768}
+    answer = oracle.answer({"query_id": 1, "unit": "image", "image": image})
+    assert [b["bbox"] for b in answer["boxes"]] == [
+        [964.0, 604.0, 966.0, 606.0],
+        [1022.0, 0.0, 1024.0, 2.0],
+        [9.25, 20.0, 11.25, 120.0],
+        CAT.bbox,
+    ]
+    adjusted = Oracle({"a": [GroundTruth([5.0, 5.0, 6.0, 6.0], "cat")]}).answer(
+        {"query_id": 2, "unit": "box", "image": image, "bbox": [4.9, 4.9, 6.1, 6.1]}
+    )
+    assert adjusted["action"] == "adjust" and adjusted["bbox"] == [4.5, 4.5, 6.5, 6.5]
+    assert speck.bbox == [964.5, 604.5, 965.5, 605.5]  # the truth itself is unchanged
