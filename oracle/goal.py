@@ -120,11 +120,12 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, bool | None]:
     for axis in GOAL_AXES:
         compared = [r for r in auto_against_fixed(rows, axis) if r["best"] is not None]
         everything = auto_against_fixed(rows, axis)
-        out[f"auto_{axis}"] = (
-            None
-            if not everything or len(compared) < len(everything)
-            else all(_at_or_above(r["gaps"]) for r in compared)
-        )
+        if any(not _at_or_above(r["gaps"]) for r in compared):
+            out[f"auto_{axis}"] = False  # a round below is a miss, whatever rounds no fixed arm covers
+        elif not everything or len(compared) < len(everything):
+            out[f"auto_{axis}"] = None
+        else:
+            out[f"auto_{axis}"] = True
     control = box_against_control(rows)
     out["box_over_control"] = all(np.mean(r["gaps"]) > 0 for r in control) if control else None
     saving = fewer_boxes(rows)
