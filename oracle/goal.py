@@ -118,8 +118,8 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, bool | None]:
     """Each goal line held (True), missed (False) or not measurable here (None)."""
     out: dict[str, bool | None] = {}
     for axis in GOAL_AXES:
-        compared = [r for r in auto_against_fixed(rows, axis) if r["best"] is not None]
         everything = auto_against_fixed(rows, axis)
+        compared = [r for r in everything if r["best"] is not None]
         if any(not _at_or_above(r["gaps"]) for r in compared):
             out[f"auto_{axis}"] = False  # a round below is a miss, whatever rounds no fixed arm covers
         elif not everything or len(compared) < len(everything):
