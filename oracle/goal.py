@@ -244,3 +244,25 @@ def readme_cells(rows: list[dict[str, Any]]) -> str:
 
 def _plain(held: bool | None) -> str:
     return {True: "held", False: "missed", None: "not measured"}[held]
+
+
+def goal_reading(experiments: dict[str, list[dict[str, Any]]], middle: str) -> str:
+    """The README's one-sentence reading of the goal against every experiment at once (report name ->
+    its merged rows; ``middle`` names the experiment the third line is read on): a line is missed where any
+    experiment misses it, named, not measured where any cannot measure it, else held."""
+    held = {name: verdicts(relative(rows)[0]) for name, rows in experiments.items()}
+
+    def line(key: str, names: Sequence[str]) -> str:
+        missed = [n for n in names if held[n][key] is False]
+        unmeasured = [n for n in names if held[n][key] is None]
+        if missed:
+            return f"missed ({', '.join(missed)})"
+        return f"not measured ({', '.join(unmeasured)})" if unmeasured else "held"
+
+    every = list(experiments)
+    return (
+        "Read against the table's experiments: auto at or above the best fixed arm: "
+        f"on boxes {line('auto_boxes_obtained', every)}, on seconds {line('auto_seconds', every)}; "
+        f"box arm above the control: {line('box_over_control', every)}; 30% fewer boxes than the best "
+        f"image arm on the middle experiment: {line('fewer_boxes', [middle])}."
+    )

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from oracle.goal import readme_cells
+from oracle.goal import goal_reading, readme_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -132,3 +132,20 @@ def test_the_results_tables_give_the_reports_numbers() -> None:
             assert readme_cells(rows) in line, (doc.name, line)
             checked += 1
     assert checked, "no results table links a round-three report"
+
+
+def test_the_readme_reads_the_goal_as_its_reports_do() -> None:
+    """The README's reading of the round-three goal against every experiment in its table is the one
+    oracle.goal.goal_reading computes from those reports (the middle row's report for the third line)."""
+    experiments, middle = {}, None
+    for line in README.read_text().splitlines():
+        link = re.search(r"\]\((docs/results/[^)]+)/summary\.md\)", line)
+        if not line.startswith("|") or not link:
+            continue
+        report = ROOT / link.group(1)
+        rows = [json.loads(r) for r in (report / "rounds.jsonl").read_text().splitlines() if r.strip()]
+        if any(r.get("unit") == "auto" for r in rows):
+            experiments[report.name] = rows
+            middle = report.name if line.startswith("| middle") else middle
+    assert middle is not None, "the README's table has no middle experiment"
+    assert goal_reading(experiments, middle) in " ".join(README.read_text().split())

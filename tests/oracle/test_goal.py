@@ -8,6 +8,7 @@ from oracle.goal import (
     auto_against_fixed,
     box_against_control,
     fewer_boxes,
+    goal_reading,
     held_level,
     readme_cells,
     verdicts,
@@ -117,3 +118,20 @@ def test_the_readme_row_says_which_arm_paid_on_each_axis_at_the_level_every_arm_
         "boxes, missed on seconds; box arm above the control: missed; 30% fewer boxes than the best "
         "image arm: missed |"
     )
+
+
+def test_the_goal_read_across_experiments_names_each_that_misses_a_line() -> None:
+    # CASE: auto held on boxes, missed on seconds; box below the control at round 3; 17% fewer boxes
+    # ABOVE: auto above on both axes where compared (its last round on seconds not compared), box above the
+    # control at every round, and auto 42% fewer boxes than image/random to hold 70% (175 against 300)
+    above = {
+        **CASE,
+        ("auto", "auto"): both([INITIAL, (200, 500, 0.8), (300, 900, 0.9)]),
+        ("control", "-"): both([INITIAL, (100, 0, 0.45), (100, 0, 0.5)]),
+    }
+    assert goal_reading({"weak": _rows(CASE), "middle": _rows(above)}, "middle") == (
+        "Read against the table's experiments: auto at or above the best fixed arm: on boxes held, on "
+        "seconds missed (weak); box arm above the control: missed (weak); 30% fewer boxes than the best "
+        "image arm on the middle experiment: held."
+    )
+    assert "on seconds not measured (middle)" in goal_reading({"middle": _rows(above)}, "middle")
