@@ -263,6 +263,6 @@ def goal_reading(experiments: dict[str, list[dict[str, Any]]], middle: str) -> s
     return (
         "Read against the table's experiments: auto at or above the best fixed arm: "
         f"on boxes {line('auto_boxes_obtained', every)}, on seconds {line('auto_seconds', every)}; "
-        f"box arm above the control: {line('box_over_control', every)}; 30% fewer boxes than the best "
-        f"image arm on the middle experiment: {line('fewer_boxes', [middle])}."
+        f"box arm above the control: {line('box_over_control', every)}; {FEWER_BOXES:.0%} fewer boxes than "
+        f"the best image arm on the middle experiment: {line('fewer_boxes', [middle])}."
     )

@@ -8,7 +8,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,20 +117,27 @@ def test_the_readme_walkthrough_runs_as_printed(tmp_path: Path) -> None:
 RESULT_TABLES = [README, ROOT / "docs" / "results" / "README.md"]
 
 
+def _round_three_rows(doc: Path) -> Iterator[tuple[str, Path, list[dict[str, Any]]]]:
+    """Each results-table row of ``doc`` that links a round-three report (one with a unit-auto arm): the
+    line, the report's folder and its merged rounds. The earlier rounds' rows are read from their reports
+    by hand."""
+    for line in doc.read_text().splitlines():
+        link = re.search(r"\]\(([^)]+)/summary\.md\)", line)
+        if not line.startswith("|") or not link:
+            continue
+        report = (doc.parent / link.group(1)).resolve()
+        rows = [json.loads(r) for r in (report / "rounds.jsonl").read_text().splitlines() if r.strip()]
+        if any(r.get("unit") == "auto" for r in rows):
+            yield line, report, rows
+
+
 def test_the_results_tables_give_the_reports_numbers() -> None:
     """A results table's row for a round-three report (one with a unit-auto arm) holds the cells
     oracle.goal.readme_cells computes from that report's merged rounds: the README's numbers are the
     report's, never retyped."""
     checked = 0
     for doc in RESULT_TABLES:
-        for line in doc.read_text().splitlines():
-            link = re.search(r"\]\(([^)]+)/summary\.md\)", line)
-            if not line.startswith("|") or not link:
-                continue
-            report = (doc.parent / link.group(1)).resolve()
-            rows = [json.loads(r) for r in (report / "rounds.jsonl").read_text().splitlines() if r.strip()]
-            if not any(r.get("unit") == "auto" for r in rows):
-                continue  # the earlier rounds' rows: read from their reports by hand
+        for line, _, rows in _round_three_rows(doc):
             assert readme_cells(rows) in line, (doc.name, line)
             checked += 1
     assert checked, "no results table links a round-three report"
@@ -138,14 +147,8 @@ def test_the_readme_reads_the_goal_as_its_reports_do() -> None:
     """The README's reading of the round-three goal against every experiment in its table is the one
     oracle.goal.goal_reading computes from those reports (the middle row's report for the third line)."""
     experiments, middle = {}, None
-    for line in README.read_text().splitlines():
-        link = re.search(r"\]\((docs/results/[^)]+)/summary\.md\)", line)
-        if not line.startswith("|") or not link:
-            continue
-        report = ROOT / link.group(1)
-        rows = [json.loads(r) for r in (report / "rounds.jsonl").read_text().splitlines() if r.strip()]
-        if any(r.get("unit") == "auto" for r in rows):
-            experiments[report.name] = rows
-            middle = report.name if line.startswith("| middle") else middle
+    for line, report, rows in _round_three_rows(README):
+        experiments[report.name] = rows
+        middle = report.name if line.startswith("| middle") else middle
     assert middle is not None, "the README's table has no middle experiment"
     assert goal_reading(experiments, middle) in " ".join(README.read_text().split())
